@@ -1,0 +1,204 @@
+"""The `tunelab` command: a table of subcommands over the public functions. No logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from tunelab import __version__, console
+from tunelab.errors import UserError
+
+# Each training flag is a shorthand for a config path, so flags, YAML and key=value agree.
+CONFIG_FLAGS = {
+    "train": ("data.train", "training data file (CSV, TSV, JSONL, Parquet) or hf:<dataset>"),
+    "validation": ("data.validation", "validation file; default: a seeded stratified 10%% of --train"),
+    "test": ("data.test", "optional test file, scored once after training"),
+    "text_column": ("data.text_column", "column holding the text (default: text)"),
+    "text_pair_column": ("data.text_pair_column", "column holding a second text, for sentence-pair tasks"),
+    "label_column": ("data.label_column", "column holding the label (default: label)"),
+    "model": ("model.name_or_path", "hub id, local folder or run:<id> (default: the bundled MiniLM)"),
+    "max_length": ("model.max_length", "truncate inputs to this many tokens (default: 128)"),
+    "seed": ("seed", "random seed (default: 42)"),
+    "output_dir": ("output_dir", "where to write the run (default: <store>/<strategy>-<time>)"),
+}
+DATA_COLUMN_FLAGS = ("text_column", "text_pair_column", "label_column")
+
+
+def _add_store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", default=None, help="run store folder (default: $TUNELAB_HOME or ./runs)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or info lines")
+
+
+def _add_training(parser: argparse.ArgumentParser) -> None:
+    for flag, (path, text) in CONFIG_FLAGS.items():
+        parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None, help=f"{text} [{path}]")
+    parser.add_argument("--config", default=None, help="YAML config file; flags and key=value override it")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.learning_rate=3e-5")
+    _add_store(parser)
+
+
+def _add_columns(parser: argparse.ArgumentParser) -> None:
+    for flag in DATA_COLUMN_FLAGS:
+        parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None,
+                            help=f"{CONFIG_FLAGS[flag][1]} (default: the run's own)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = argparse.ArgumentParser(prog="tunelab", description="Adapt pre-trained transformers to your task.")
+    parser.add_argument("--version", action="version", version=f"tunelab {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="fine-tune one model with one strategy")
+    _add_training(train)
+    train.add_argument("--strategy", default=None, help="features | full | lora (default: full) [strategy]")
+    train.set_defaults(handler=_train)
+
+    compare = commands.add_parser("compare", help="train several strategies on one split and tabulate them")
+    _add_training(compare)
+    compare.add_argument("--strategies", default="features,full,lora", help="comma-separated (default: all three)")
+    compare.add_argument("--models", default=None, help="comma-separated models to cross with the strategies")
+    compare.set_defaults(handler=_compare)
+
+    evaluate = commands.add_parser("evaluate", help="score a run on a labelled file")
+    evaluate.add_argument("run", help="run id or run folder")
+    evaluate.add_argument("--data", required=True, help="labelled file to score")
+    evaluate.add_argument("--json", action="store_true", help="print the full metrics as JSON")
+    _add_columns(evaluate)
+    _add_store(evaluate)
+    evaluate.set_defaults(handler=_evaluate)
+
+    predict = commands.add_parser("predict", help="label new texts with a run")
+    predict.add_argument("run", help="run id or run folder")
+    predict.add_argument("--input", required=True, help="file of texts (labels not needed)")
+    predict.add_argument("--output", required=True, help="predictions, one JSON object per line")
+    predict.add_argument("--batch-size", type=int, default=64)
+    _add_columns(predict)
+    _add_store(predict)
+    predict.set_defaults(handler=_predict)
+
+    runs = commands.add_parser("runs", help="list, show or remove runs")
+    runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
+    listing = runs_commands.add_parser("list", help="all runs with their scores")
+    listing.add_argument("--json", action="store_true")
+    _add_store(listing)
+    listing.set_defaults(handler=_runs_list)
+    show = runs_commands.add_parser("show", help="one run's manifest")
+    show.add_argument("run")
+    _add_store(show)
+    show.set_defaults(handler=_runs_show)
+    remove = runs_commands.add_parser("rm", help="delete a run")
+    remove.add_argument("run")
+    _add_store(remove)
+    remove.set_defaults(handler=_runs_rm)
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from tunelab.config import apply_overrides, load_config
+
+    overrides = {CONFIG_FLAGS[f][0]: getattr(args, f) for f in CONFIG_FLAGS if getattr(args, f, None) is not None}
+    if getattr(args, "strategy", None):
+        overrides["strategy"] = args.strategy
+    if args.quiet:
+        overrides["quiet"] = True
+    return apply_overrides(load_config(args.config, overrides), args.overrides)
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from tunelab.registry import RunStore
+
+    return RunStore(args.store)
+
+
+def _columns(args: argparse.Namespace) -> dict[str, str | None]:
+    return {flag: getattr(args, flag) for flag in DATA_COLUMN_FLAGS}
+
+
+def _train(args: argparse.Namespace) -> None:
+    from tunelab.pipeline import train
+
+    train(_config(args), _store(args))
+
+
+def _compare(args: argparse.Namespace) -> None:
+    from tunelab.compare import compare, parse_list
+    from tunelab.config import STRATEGIES
+
+    strategies = parse_list(args.strategies, "strategies", STRATEGIES)
+    models = parse_list(args.models, "models") if args.models else None
+    compare(_config(args), _store(args), strategies, models)
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from tunelab.pipeline import evaluate
+
+    metrics = evaluate(args.run, args.data, _store(args), _columns(args), quiet=args.quiet)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return
+    print(f"{metrics['run']} on {args.data} ({metrics['n']} rows): accuracy {metrics['accuracy']:.4f},"
+          f" macro-F1 {metrics['macro_f1']:.4f}")
+    for label, scores in metrics["per_class"].items():
+        print(f"  {label:<24} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}"
+              f"  f1 {scores['f1']:.3f}  support {scores['support']}")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from tunelab.pipeline import predict
+
+    count = predict(args.run, args.input, args.output, _store(args), _columns(args), args.quiet, args.batch_size)
+    console.info(f"{count} predictions written to {args.output}")
+
+
+def _runs_list(args: argparse.Namespace) -> None:
+    runs = _store(args).list()
+    if args.json:
+        print(json.dumps([{"id": r.id, "path": str(r.path), **r.manifest} for r in runs], indent=2, default=str))
+        return
+    if not runs:
+        print(f"no runs in {_store(args).root}")
+        return
+    print(f"{'id':<36} {'kind':<10} {'strategy':<9} {'model':<22} {'accuracy':>8} {'macro_f1':>8}  created")
+    for run in runs:
+        scores = run.manifest.get("metrics", {}).get("validation", {})
+        accuracy = f"{scores['accuracy']:.4f}" if scores else "-"
+        f1 = f"{scores['macro_f1']:.4f}" if scores else "-"
+        model = run.manifest.get("base_model", {}).get("given", "-")
+        print(f"{run.id:<36} {run.kind:<10} {run.manifest.get('strategy', '-'):<9} {model[:22]:<22} {accuracy:>8} {f1:>8}"
+              f"  {run.manifest.get('created', '')}")
+
+
+def _runs_show(args: argparse.Namespace) -> None:
+    run = _store(args).get(args.run)
+    print(json.dumps({"id": run.id, "path": str(run.path), **run.manifest}, indent=2, default=str))
+
+
+def _runs_rm(args: argparse.Namespace) -> None:
+    run = _store(args).remove(args.run)
+    console.info(f"removed run {run.id} ({run.path})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code (2 for user errors, with one line on stderr)."""
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    handler: Callable[[argparse.Namespace], None] = args.handler
+    try:
+        console.set_quiet(getattr(args, "quiet", False))
+        handler(args)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return UserError.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,249 @@
+"""Run configuration: plain dataclasses, loaded from YAML and patched with dotted `key=value` overrides.
+
+Field names follow transformers/peft verbatim (`learning_rate`, `warmup_steps`, `r`, `lora_alpha`)
+so a config needs no translation. Unknown keys are errors with a did-you-mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunelab.errors import UserError, did_you_mean
+
+STRATEGIES = ("features", "full", "lora")
+TASKS = ("classification",)
+
+
+@dataclass
+class ModelConfig:
+    """Which pre-trained model to start from and how to feed it."""
+
+    name_or_path: str = "default"  # "default" = bundled MiniLM; a hub id; a local path; run:<id>
+    revision: str | None = None
+    max_length: int = 128
+    pooling: str = "mean"  # features strategy: mean | cls
+
+
+@dataclass
+class DataConfig:
+    """Where the labelled data lives and which columns mean what."""
+
+    train: str | None = None
+    validation: str | None = None
+    test: str | None = None
+    text_column: str = "text"
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    validation_size: float = 0.1  # share of train held out (stratified, seeded) when no validation
+    encoding: str = "utf-8"
+
+
+@dataclass
+class TrainConfig:
+    """transformers.TrainingArguments knobs; `learning_rate: null` means the strategy's default."""
+
+    learning_rate: float | None = None
+    num_train_epochs: float = 3.0
+    max_steps: int = -1
+    per_device_train_batch_size: int = 16
+    per_device_eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    warmup_steps: float = 0.1  # < 1 is a fraction of all steps (transformers 5 semantics)
+    weight_decay: float = 0.01
+    lr_scheduler_type: str = "linear"
+    max_grad_norm: float = 1.0
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    metric_for_best_model: str = "macro_f1"
+    early_stopping_patience: int | None = None
+    logging_steps: int = 25
+
+
+@dataclass
+class PeftSettings:
+    """The PEFT method for the `lora` strategy; `options` go to the peft config class verbatim."""
+
+    method: str = "lora"  # any peft PeftType: lora, ia3, adalora, prompt_tuning, ...
+    r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    target_modules: list[str] | None = None  # None: peft's default for the architecture
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FeaturesConfig:
+    """Frozen-encoder strategy: embedding batch size, cache, and the small head on top."""
+
+    head: str = "logistic"  # logistic | mlp
+    C: float = 1.0
+    hidden_size: int = 256
+    max_iter: int = 2000
+    batch_size: int = 64
+    cache: bool = True
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines one training run; saved resolved as config.yaml in the run."""
+
+    task: str = "classification"
+    strategy: str = "full"
+    seed: int = 42
+    output_dir: str | None = None
+    quiet: bool = False
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    peft: PeftSettings = field(default_factory=PeftSettings)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+
+    def validate(self) -> RunConfig:
+        """Check choices that are cheap to check before any data or model is loaded."""
+        if self.task not in TASKS:
+            raise UserError(f"config task: unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
+        if self.strategy not in STRATEGIES:
+            raise UserError(
+                f"config strategy: unknown strategy {self.strategy!r}{did_you_mean(self.strategy, STRATEGIES)};"
+                f" expected one of {', '.join(STRATEGIES)}"
+            )
+        if self.train.precision not in ("fp32", "bf16", "fp16"):
+            raise UserError(f"config train.precision: expected fp32, bf16 or fp16, got {self.train.precision!r}")
+        if self.model.pooling not in ("mean", "cls"):
+            raise UserError(f"config model.pooling: expected mean or cls, got {self.model.pooling!r}")
+        if self.features.head not in ("logistic", "mlp"):
+            raise UserError(f"config features.head: expected logistic or mlp, got {self.features.head!r}")
+        if not 0.0 < self.data.validation_size < 1.0:
+            raise UserError(f"config data.validation_size: expected a share between 0 and 1, got {self.data.validation_size}")
+        if self.model.max_length < 8:
+            raise UserError(f"config model.max_length: expected at least 8 tokens, got {self.model.max_length}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict, ready for YAML or JSON."""
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | dict[str, Any] | None = None) -> RunConfig:
+    """Build a RunConfig from an optional YAML file, then apply `a.b=value` overrides in order."""
+    config = RunConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark else str(path)
+            raise UserError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        if not isinstance(raw, dict):
+            raise UserError(f"{path}: expected a mapping of config keys at the top level")
+        for key, value in _flatten(raw):
+            set_value(config, key, value, source=str(path))
+    return apply_overrides(config, overrides)
+
+
+def apply_overrides(config: RunConfig, overrides: list[str] | dict[str, Any] | None) -> RunConfig:
+    """Apply `a.b=value` strings (or a {dotted key: value} dict) in order."""
+    items = overrides.items() if isinstance(overrides, dict) else [_split_override(o) for o in overrides or []]
+    for key, value in items:
+        set_value(config, key, value, source="override")
+    return config
+
+
+def set_value(config: Any, dotted: str, value: Any, source: str = "override") -> None:
+    """Set `config.a.b = value`, coercing to the field's declared type; unknown keys are errors."""
+    *parents, leaf = dotted.split(".")
+    target = config
+    for depth, part in enumerate(parents):
+        target = _child(target, part, ".".join(parents[: depth + 1]), source)
+        if not dataclasses.is_dataclass(target):
+            raise UserError(f"{source}: {'.'.join(parents[: depth + 1])} is a value, not a section")
+    hints = typing.get_type_hints(type(target))
+    if leaf not in hints:
+        raise UserError(f"{source}: unknown config key {dotted!r}{did_you_mean(leaf, hints)}")
+    if dataclasses.is_dataclass(getattr(target, leaf)):
+        if not isinstance(value, dict):
+            raise UserError(f"{source}: {dotted} is a section; set one of its keys, e.g. {dotted}.<key>=...")
+        for key, sub in _flatten(value):
+            set_value(config, f"{dotted}.{key}", sub, source)
+        return
+    setattr(target, leaf, _coerce(value, hints[leaf], dotted, source))
+
+
+def _child(target: Any, part: str, path: str, source: str) -> Any:
+    names = [f.name for f in dataclasses.fields(target)]
+    if part not in names:
+        raise UserError(f"{source}: unknown config section {path!r}{did_you_mean(part, names)}")
+    return getattr(target, part)
+
+
+def _split_override(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UserError(f"override {text!r}: expected key=value, e.g. train.learning_rate=3e-5")
+    return key.strip(), value
+
+
+def _flatten(mapping: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested dicts to dotted keys; a dict-typed leaf such as peft.options is kept whole by set_value."""
+    out = []
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and key != "options":
+            out.extend(_flatten(value, f"{dotted}."))
+        else:
+            out.append((dotted, value))
+    return out
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    """Turn a YAML value or a command-line string into the declared type."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    if optional:
+        inner = [a for a in args if a is not type(None)]
+        hint = inner[0] if len(inner) == 1 else hint
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("null", "none", "")):
+            return None
+    origin = typing.get_origin(hint)
+    try:
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("true", "1", "yes", "on"):
+                return True
+            if text in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(value)
+        if hint is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
+        if hint is float:
+            return float(value)
+        if hint is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError(value)
+            return str(value)
+        if origin is list:
+            if isinstance(value, str):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            return [str(v) for v in value]
+        if origin is dict or hint is dict:
+            if isinstance(value, str):
+                value = yaml.safe_load(value)
+            if not isinstance(value, dict):
+                raise ValueError(value)
+            return dict(value)
+    except (TypeError, ValueError):
+        expected = getattr(hint, "__name__", str(hint))
+        raise UserError(f"{source}: {key} expects {expected}, got {value!r}") from None
+    return value

@@ -1,0 +1,163 @@
+"""The user-facing operations: train a run, evaluate it, predict with it."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunelab import __version__, console
+from tunelab.config import DataConfig, RunConfig
+from tunelab.errors import UserError
+from tunelab.inference import load_predictor, load_run_predictor
+from tunelab.models import fingerprint, load_tokenizer, resolve_model
+from tunelab.registry import MANIFEST, Run, RunStore, folder_size, write_json
+from tunelab.resources import Measure
+from tunelab.strategies import DEFAULT_LEARNING_RATE, FitContext, fit_function
+from tunelab.tasks.classification import ClassificationData, Examples, compute_metrics, load_data, prediction_records, read_examples
+
+
+def versions() -> dict[str, str]:
+    """Library versions that decide whether a run reproduces."""
+    import peft
+    import torch
+    import transformers
+
+    return {"tunelab": __version__, "transformers": transformers.__version__, "peft": peft.__version__,
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def file_digest(source: str | None) -> str | None:
+    """sha256 of a local data file (None for hub sources and absent files)."""
+    if not source or not Path(source).is_file():
+        return None
+    with open(source, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _data_summary(config: DataConfig, data: ClassificationData) -> dict[str, Any]:
+    return {
+        "train": {"source": config.train, "sha256": file_digest(config.train), "rows": len(data.train)},
+        "validation": {"source": config.validation or f"{config.validation_size:.0%} of train, stratified",
+                       "sha256": file_digest(config.validation), "rows": len(data.validation)},
+        "test": {"source": config.test, "sha256": file_digest(config.test), "rows": len(data.test)} if data.test else None,
+        "columns": {"text": config.text_column, "text_pair": config.text_pair_column, "label": config.label_column},
+        "warnings": data.warnings,
+    }
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (transformers.set_seed does all three)."""
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
+def train(config: RunConfig, store: RunStore, data: ClassificationData | None = None) -> Run:
+    """Fit one strategy, save a self-contained run, score the saved run on validation (and test)."""
+    config = copy.deepcopy(config).validate()
+    if config.train.learning_rate is None:
+        config.train.learning_rate = DEFAULT_LEARNING_RATE[config.strategy]
+    ref = resolve_model(config.model.name_or_path, config.model.revision, store.root)
+    if data is None:
+        data = load_data(config.data, config.seed)
+        for message in data.warnings:
+            console.warn(message)
+    tokenizer = load_tokenizer(ref)
+    seed_everything(config.seed)
+    with store.writing(config.output_dir, config.strategy) as draft, tempfile.TemporaryDirectory(prefix="tunelab-") as scratch:
+        console.info(f"[{draft.id}] {config.strategy} on {ref.given}: {len(data.train)} train / {len(data.validation)}"
+                     f" validation examples, {len(data.labels)} labels")
+        context = FitContext(config, data, ref, tokenizer, draft.path, Path(scratch), store.root / ".cache")
+        with Measure() as cost:
+            result = fit_function(config.strategy)(context)
+        manifest = {
+            "kind": "run", "id": draft.id, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "task": config.task, "strategy": config.strategy, "artifact": result.artifact,
+            "base_model": {"given": ref.given, "path": ref.path, "revision": ref.revision, "fingerprint": fingerprint(ref)},
+            "labels": data.labels, "max_length": config.model.max_length, "pooling": config.model.pooling,
+            "columns": {"text": config.data.text_column, "text_pair": config.data.text_pair_column,
+                        "label": config.data.label_column},
+            "peft_method": config.peft.method if config.strategy == "lora" else None,
+            "versions": versions(),
+        }
+        predictor = load_predictor(draft.path, manifest, store.root)
+        metrics = {"validation": _score(predictor, data.validation, data.labels, config.quiet)}
+        if data.test is not None:
+            metrics["test"] = _score(predictor, data.test, data.labels, config.quiet)
+        manifest.update({
+            "metrics": {split: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]} for split, m in metrics.items()},
+            "train_seconds": round(cost.seconds, 2), "peak_rss_mb": round(cost.peak_rss_mb, 1),
+            "peak_gpu_mb": round(cost.peak_gpu_mb, 1) if cost.peak_gpu_mb is not None else None,
+            "trainable_params": result.trainable_params, "total_params": result.total_params,
+            "strategy_info": result.info,
+            "data": _data_summary(config.data, data),
+        })
+        (draft.path / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        write_json(draft.path / "metrics.json", {**metrics, "history": result.history})
+        manifest["artifact_bytes"] = folder_size(draft.path / result.artifact)
+        write_json(draft.path / MANIFEST, manifest)
+    run = store.get(draft.id)
+    scores = run.manifest["metrics"]["validation"]
+    console.info(f"[{run.id}] validation accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f}"
+                 f" ({run.manifest['train_seconds']:.1f}s) -> {run.path}")
+    return run
+
+
+def _score(predictor: Any, examples: Examples, labels: list[str], quiet: bool) -> dict[str, Any]:
+    probabilities = predictor.predict_proba(examples.texts, examples.pairs, progress=not quiet)
+    return compute_metrics(examples.labels, probabilities, labels)
+
+
+def _run_data_config(run: Run, overrides: dict[str, str | None]) -> DataConfig:
+    columns = run.manifest["columns"]
+    config = DataConfig(text_column=columns["text"], text_pair_column=columns["text_pair"], label_column=columns["label"])
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(config, key, value)
+    return config
+
+
+def evaluate(run_id: str, source: str, store: RunStore, columns: dict[str, str | None] | None = None,
+             quiet: bool = False) -> dict[str, Any]:
+    """Score a run on a labelled file; the result is also saved under the run's evaluations/."""
+    run = store.get(run_id)
+    data_config = _run_data_config(run, columns or {})
+    examples, _ = read_examples(source, data_config, run.manifest["labels"], "test")
+    metrics = compute_metrics(examples.labels, load_run_predictor(run, store.root).predict_proba(
+        examples.texts, examples.pairs, progress=not quiet), run.manifest["labels"])
+    metrics.update({"run": run.id, "data": source, "sha256": file_digest(source),
+                    "evaluated": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    folder = run.path / "evaluations"
+    folder.mkdir(exist_ok=True)
+    write_json(folder / f"{Path(source).stem}-{time.strftime('%Y%m%d-%H%M%S')}.json", metrics)
+    return metrics
+
+
+def predict(run_id: str, source: str, output: str, store: RunStore, columns: dict[str, str | None] | None = None,
+            quiet: bool = False, batch_size: int = 64) -> int:
+    """Write one JSON line per input row (label, score, probabilities); returns the row count."""
+    run = store.get(run_id)
+    data_config = _run_data_config(run, columns or {})
+    examples, _ = read_examples(source, data_config, run.manifest["labels"], "test", need_labels=False)
+    probabilities = load_run_predictor(run, store.root).predict_proba(
+        examples.texts, examples.pairs, batch_size=batch_size, progress=not quiet)
+    target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    with tmp.open("w", encoding="utf-8") as handle:
+        for record in prediction_records(examples, probabilities, run.manifest["labels"]):
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(tmp, target)  # never a half-written predictions file under the user's name
+    return len(examples)
+
+
+__all__ = ["evaluate", "predict", "train", "versions"]

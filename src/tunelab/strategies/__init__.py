@@ -1,0 +1,22 @@
+"""Strategies: how the pre-trained model is prepared and trained (features, full, lora)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tunelab.strategies.base import FitContext, FitResult
+
+# Proven starting points: full fine-tuning wants a small step, LoRA's few new weights a larger one.
+DEFAULT_LEARNING_RATE = {"full": 2e-5, "lora": 5e-4, "features": None}
+
+
+def fit_function(strategy: str) -> Callable[[FitContext], FitResult]:
+    """The fit entry point of a strategy, imported only when used."""
+    if strategy == "features":
+        from tunelab.strategies.features import fit
+    else:
+        from tunelab.strategies.finetune import fit
+    return fit
+
+
+__all__ = ["DEFAULT_LEARNING_RATE", "FitContext", "FitResult", "fit_function"]

@@ -1,0 +1,81 @@
+"""Glue from (config, model, datasets) to a transformers.Trainer. No hand-written loop, no launcher."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tunelab.config import RunConfig
+
+
+def training_arguments(config: RunConfig, output_dir: Path, learning_rate: float) -> Any:
+    """TrainingArguments with tunelab's defaults: warmup, decay, eval each epoch, best checkpoint kept."""
+    from transformers import TrainingArguments
+
+    train = config.train
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        learning_rate=learning_rate,
+        num_train_epochs=train.num_train_epochs,
+        max_steps=train.max_steps,
+        per_device_train_batch_size=train.per_device_train_batch_size,
+        per_device_eval_batch_size=train.per_device_eval_batch_size,
+        gradient_accumulation_steps=train.gradient_accumulation_steps,
+        warmup_steps=train.warmup_steps,
+        weight_decay=train.weight_decay,
+        lr_scheduler_type=train.lr_scheduler_type,
+        max_grad_norm=train.max_grad_norm,
+        bf16=train.precision == "bf16",
+        fp16=train.precision == "fp16",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        save_only_model=True,
+        save_total_limit=1,  # the best checkpoint is always kept besides the latest
+        load_best_model_at_end=True,
+        metric_for_best_model=train.metric_for_best_model,
+        greater_is_better=True,
+        # Batches of similar length waste little compute on padding (dynamic padding does the rest).
+        train_sampling_strategy="group_by_length",
+        logging_steps=train.logging_steps,
+        report_to="none",
+        seed=config.seed,
+        data_seed=config.seed,
+        disable_tqdm=config.quiet,
+        log_level="error",  # the Trainer would otherwise reset transformers' verbosity to its own
+        dataloader_pin_memory=_has_cuda(),
+    )
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def build_trainer(
+    config: RunConfig,
+    model: Any,
+    tokenizer: Any,
+    train_dataset: Any,
+    eval_dataset: Any,
+    output_dir: Path,
+    learning_rate: float,
+    compute_metrics: Callable[[Any], dict[str, float]],
+) -> Any:
+    """A Trainer with dynamic padding and optional early stopping."""
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+
+    callbacks = []
+    if config.train.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
+    return Trainer(
+        model=model,
+        args=training_arguments(config, output_dir, learning_rate),
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        compute_metrics=compute_metrics,
+        callbacks=callbacks,
+    )
