@@ -15,7 +15,7 @@ from tunelab.pipeline import train
 from tunelab.registry import MANIFEST, Run, RunStore, write_json
 from tunelab.tasks.classification import load_data
 
-COLUMNS = ("strategy", "model", "accuracy", "macro_f1", "train_seconds", "trainable_params", "artifact_mb", "peak_rss_mb")
+COLUMNS = ("strategy", "model", "accuracy", "macro_f1", "train_seconds", "trainable_params", "artifact", "peak_rss_mb")
 
 
 @dataclass
@@ -33,7 +33,7 @@ def parse_list(text: str, what: str, choices: tuple[str, ...] | None = None) -> 
         raise UserError(f"--{what}: expected a comma-separated list")
     for item in items:
         if choices is not None and item not in choices:
-            raise UserError(f"--{what}: unknown {what[:-1]} {item!r}{did_you_mean(item, choices)}; expected some of {', '.join(choices)}")
+            raise UserError(f"--{what}: unknown value {item!r}{did_you_mean(item, choices)}; expected some of {', '.join(choices)}")
     return items
 
 
@@ -67,7 +67,7 @@ def compare(config: RunConfig, store: RunStore, strategies: list[str], models: l
             f" {config.data.validation or 'held out from train'} ({len(data.validation)} rows).\n\n{table}\n")
         write_json(draft.path / MANIFEST, {k: v for k, v in summary.items() if k != "rows"} | {"runs": [r["run"] for r in rows]})
     result = Comparison(store.get(draft.id), rows)
-    console.info("\n" + table + f"\n\nwritten to {result.run.path}/compare.md and compare.json")
+    console.result("\n" + table + f"\n\nwritten to {result.run.path}/compare.md and compare.json")
     return result
 
 
@@ -78,7 +78,8 @@ def _row(run: Run) -> dict[str, Any]:
         "run": run.id, "strategy": manifest["strategy"], "model": manifest["base_model"]["given"],
         "accuracy": round(scores["accuracy"], 4), "macro_f1": round(scores["macro_f1"], 4),
         "train_seconds": manifest["train_seconds"], "trainable_params": manifest["trainable_params"],
-        "total_params": manifest["total_params"], "artifact_mb": round(manifest["artifact_bytes"] / 2**20, 2),
+        "total_params": manifest["total_params"], "artifact_bytes": manifest["artifact_bytes"],
+        "artifact_mb": round(manifest["artifact_bytes"] / 2**20, 3),
         "peak_rss_mb": manifest["peak_rss_mb"], "peak_gpu_mb": manifest.get("peak_gpu_mb"),
     }
 
@@ -87,6 +88,16 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     """The rows as a Markdown table (also readable as plain text)."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
     for row in rows:
+        row = {**row, "artifact": human_size(row["artifact_bytes"])}
         cells = [f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def human_size(size: int) -> str:
+    """1234567 -> '1.2 MB'."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")

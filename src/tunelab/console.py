@@ -31,6 +31,11 @@ def info(message: str) -> None:
         print(message, flush=True)
 
 
+def result(message: str) -> None:
+    """A result line (final scores, tables): printed even with --quiet."""
+    print(message, flush=True)
+
+
 def warn(message: str) -> None:
     """A warning line on stderr (never suppressed)."""
     print(f"warning: {message}", file=sys.stderr, flush=True)

@@ -107,7 +107,7 @@ def train(config: RunConfig, store: RunStore, data: ClassificationData | None = 
         write_json(draft.path / MANIFEST, manifest)
     run = store.get(draft.id)
     scores = run.manifest["metrics"]["validation"]
-    console.info(f"[{run.id}] validation accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f}"
+    console.result(f"[{run.id}] validation accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f}"
                  f" ({run.manifest['train_seconds']:.1f}s) -> {run.path}")
     return run
 

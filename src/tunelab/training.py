@@ -64,12 +64,12 @@ def build_trainer(
     compute_metrics: Callable[[Any], dict[str, float]],
 ) -> Any:
     """A Trainer with dynamic padding and optional early stopping."""
-    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer
 
     callbacks = []
     if config.train.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
-    return Trainer(
+    trainer = Trainer(
         model=model,
         args=training_arguments(config, output_dir, learning_rate),
         data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
@@ -79,3 +79,6 @@ def build_trainer(
         compute_metrics=compute_metrics,
         callbacks=callbacks,
     )
+    if config.quiet:  # without progress bars the Trainer prints every log dict instead
+        trainer.remove_callback(PrinterCallback)
+    return trainer
