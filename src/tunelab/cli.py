@@ -26,6 +26,16 @@ CONFIG_FLAGS = {
     "output_dir": ("output_dir", "where to write the run (default: <store>/<strategy>-<time>)"),
 }
 DATA_COLUMN_FLAGS = ("text_column", "text_pair_column", "label_column")
+ADAPT_FLAGS = {
+    "corpus": ("adapt.corpus", "domain text: .txt (a document per line), a folder of .txt, or CSV/JSONL/Parquet"),
+    "general_corpus": ("adapt.general_corpus", "general text for the forgetting probe (default: tunelab's own)"),
+    "text_column": ("adapt.text_column", "text column of a table corpus (default: text)"),
+    "model": ("model.name_or_path", "model to adapt (default: the bundled MiniLM)"),
+    "max_length": ("model.max_length", "block length in tokens (default: 128)"),
+    "seed": ("seed", "random seed (default: 42)"),
+    "output_dir": ("output_dir", "where to write the run; its folder name is the run id"),
+}
+ADAPT_SWITCHES = {"line_by_line": "adapt.line_by_line", "whole_word_mask": "adapt.whole_word_mask", "lora": "adapt.lora"}
 
 
 def _add_store(parser: argparse.ArgumentParser) -> None:
@@ -64,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--models", default=None, help="comma-separated models to cross with the strategies")
     compare.set_defaults(handler=_compare)
 
+    adapt = commands.add_parser("adapt", help="continued masked-LM pre-training on domain text (DAPT/TAPT)")
+    for flag, (path, text) in ADAPT_FLAGS.items():
+        adapt.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None, help=f"{text} [{path}]")
+    adapt.add_argument("--line-by-line", action="store_true", help="one example per line, not concatenated blocks")
+    adapt.add_argument("--whole-word-mask", action="store_true", help="mask whole words rather than sub-words")
+    adapt.add_argument("--lora", action="store_true", help="adapt through LoRA (cheaper), merged at the end")
+    adapt.add_argument("--config", default=None, help="YAML config file; flags and key=value override it")
+    adapt.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.num_train_epochs=1")
+    _add_store(adapt)
+    adapt.set_defaults(handler=_adapt)
+
     evaluate = commands.add_parser("evaluate", help="score a run on a labelled file")
     evaluate.add_argument("run", help="run id or run folder")
     evaluate.add_argument("--data", required=True, help="labelled file to score")
@@ -98,10 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace) -> Any:
+def _config(args: argparse.Namespace, flags: dict[str, tuple[str, str]] = CONFIG_FLAGS) -> Any:
     from tunelab.config import apply_overrides, load_config
 
-    overrides = {CONFIG_FLAGS[f][0]: getattr(args, f) for f in CONFIG_FLAGS if getattr(args, f, None) is not None}
+    overrides = {flags[f][0]: getattr(args, f) for f in flags if getattr(args, f, None) is not None}
     if getattr(args, "strategy", None):
         overrides["strategy"] = args.strategy
     if args.quiet:
@@ -132,6 +153,16 @@ def _compare(args: argparse.Namespace) -> None:
     strategies = parse_list(args.strategies, "strategies", STRATEGIES)
     models = parse_list(args.models, "models") if args.models else None
     compare(_config(args), _store(args), strategies, models)
+
+
+def _adapt(args: argparse.Namespace) -> None:
+    from tunelab.adapt import adapt
+    from tunelab.config import apply_overrides
+
+    config = _config(args, ADAPT_FLAGS)
+    apply_overrides(config, {path: True for flag, path in ADAPT_SWITCHES.items() if getattr(args, flag)})
+    apply_overrides(config, args.overrides)  # key=value last, as for train
+    adapt(config, _store(args))
 
 
 def _evaluate(args: argparse.Namespace) -> None:

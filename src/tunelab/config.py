@@ -89,6 +89,23 @@ class FeaturesConfig:
 
 
 @dataclass
+class AdaptConfig:
+    """Domain-adaptive pre-training (`tunelab adapt`): the corpus, the probes, the masking."""
+
+    corpus: str | None = None  # .txt (a document per line), a folder of .txt, or a table with text_column
+    text_column: str = "text"
+    encoding: str = "utf-8"
+    general_corpus: str | None = None  # forgetting probe; None: the general-English set shipped with tunelab
+    held_out: float = 0.05  # share of corpus documents kept back for the domain probe
+    max_probe_blocks: int = 300  # cap on probe size, so probing stays cheap on big corpora
+    line_by_line: bool = False  # one example per line instead of concatenated blocks
+    mlm_probability: float = 0.15
+    whole_word_mask: bool = False
+    head_warmup_steps: int = 100  # a new MLM head is fitted this long (encoder frozen) before "before" is measured
+    lora: bool = False  # adapt through LoRA (peft.* settings), merged into the weights at the end
+
+
+@dataclass
 class RunConfig:
     """Everything that defines one training run; saved resolved as config.yaml in the run."""
 
@@ -102,12 +119,13 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     peft: PeftSettings = field(default_factory=PeftSettings)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    adapt: AdaptConfig = field(default_factory=AdaptConfig)
 
     def validate(self) -> RunConfig:
         """Check choices that are cheap to check before any data or model is loaded."""
         if self.task not in TASKS:
             raise UserError(f"config task: unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
-        if self.strategy not in STRATEGIES:
+        if self.strategy not in (*STRATEGIES, "adapt"):
             raise UserError(
                 f"config strategy: unknown strategy {self.strategy!r}{did_you_mean(self.strategy, STRATEGIES)};"
                 f" expected one of {', '.join(STRATEGIES)}"
@@ -120,6 +138,10 @@ class RunConfig:
             raise UserError(f"config features.head: expected logistic or mlp, got {self.features.head!r}")
         if not 0.0 < self.data.validation_size < 1.0:
             raise UserError(f"config data.validation_size: expected a share between 0 and 1, got {self.data.validation_size}")
+        if not 0.0 < self.adapt.held_out < 1.0:
+            raise UserError(f"config adapt.held_out: expected a share between 0 and 1, got {self.adapt.held_out}")
+        if not 0.0 < self.adapt.mlm_probability < 1.0:
+            raise UserError(f"config adapt.mlm_probability: expected a probability, got {self.adapt.mlm_probability}")
         if self.model.max_length < 8:
             raise UserError(f"config model.max_length: expected at least 8 tokens, got {self.model.max_length}")
         return self

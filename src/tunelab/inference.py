@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.embedding import embed
-from tunelab.models import fingerprint, load_classifier, load_encoder, resolve_model
+from tunelab.models import fingerprint, inference_device, load_classifier, load_encoder, resolve_model
 from tunelab.strategies.heads import Head
 
 
@@ -63,17 +63,17 @@ def load_predictor(run_dir: Path, manifest: dict[str, Any], store_root: Path | N
         from transformers import AutoModelForSequenceClassification
 
         model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model")
-        return Predictor(manifest, tokenizer, model.eval())
+        return Predictor(manifest, tokenizer, model.to(inference_device()).eval())
     base = _base_model(manifest, store_root)
     if strategy == "features":
-        return Predictor(manifest, tokenizer, load_encoder(base).eval(), Head.load(run_dir / "head"))
+        return Predictor(manifest, tokenizer, load_encoder(base).to(inference_device()).eval(), Head.load(run_dir / "head"))
     from peft import PeftModel
 
     model, _ = load_classifier(base, manifest["labels"])
     model = PeftModel.from_pretrained(model, run_dir / "adapter")
     if hasattr(model, "merge_and_unload") and manifest.get("peft_method", "lora").lower() in ("lora", "adalora", "ia3"):
         model = model.merge_and_unload()  # plain weights: no adapter indirection at inference
-    return Predictor(manifest, tokenizer, model.eval())
+    return Predictor(manifest, tokenizer, model.to(inference_device()).eval())
 
 
 def _base_model(manifest: dict[str, Any], store_root: Path | None):

@@ -132,6 +132,13 @@ def _file_digest(file: Path) -> str:
     return _DIGESTS[key]
 
 
+def inference_device() -> str:
+    """Where inference runs: the GPU when there is one (training placement is the Trainer's job)."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def parameter_counts(model: Any) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -64,6 +64,8 @@ def seed_everything(seed: int) -> None:
 def train(config: RunConfig, store: RunStore, data: ClassificationData | None = None) -> Run:
     """Fit one strategy, save a self-contained run, score the saved run on validation (and test)."""
     config = copy.deepcopy(config).validate()
+    if config.strategy == "adapt":
+        raise UserError("strategy 'adapt' is continued pre-training: run `tunelab adapt --corpus FILE` instead")
     if config.train.learning_rate is None:
         config.train.learning_rate = DEFAULT_LEARNING_RATE[config.strategy]
     ref = resolve_model(config.model.name_or_path, config.model.revision, store.root)
@@ -147,7 +149,7 @@ def predict(run_id: str, source: str, output: str, store: RunStore, columns: dic
     """Write one JSON line per input row (label, score, probabilities); returns the row count."""
     run = store.get(run_id)
     data_config = _run_data_config(run, columns or {})
-    examples, _ = read_examples(source, data_config, run.manifest["labels"], "test", need_labels=False)
+    examples, _ = read_examples(source, data_config, run.manifest["labels"], "test", with_labels=False)
     probabilities = load_run_predictor(run, store.root).predict_proba(
         examples.texts, examples.pairs, batch_size=batch_size, progress=not quiet)
     target = Path(output)

@@ -9,12 +9,12 @@ from typing import Any
 from tunelab.config import RunConfig
 
 
-def training_arguments(config: RunConfig, output_dir: Path, learning_rate: float) -> Any:
-    """TrainingArguments with tunelab's defaults: warmup, decay, eval each epoch, best checkpoint kept."""
+def training_arguments(config: RunConfig, output_dir: Path, learning_rate: float, **overrides: Any) -> Any:
+    """TrainingArguments with tunelab's defaults (warmup, decay, eval each epoch, best checkpoint kept); `overrides` win."""
     from transformers import TrainingArguments
 
     train = config.train
-    return TrainingArguments(
+    arguments = dict(
         output_dir=str(output_dir),
         learning_rate=learning_rate,
         num_train_epochs=train.num_train_epochs,
@@ -45,6 +45,7 @@ def training_arguments(config: RunConfig, output_dir: Path, learning_rate: float
         log_level="error",  # the Trainer would otherwise reset transformers' verbosity to its own
         dataloader_pin_memory=_has_cuda(),
     )
+    return TrainingArguments(**{**arguments, **overrides})
 
 
 def _has_cuda() -> bool:
@@ -61,9 +62,11 @@ def build_trainer(
     eval_dataset: Any,
     output_dir: Path,
     learning_rate: float,
-    compute_metrics: Callable[[Any], dict[str, float]],
+    compute_metrics: Callable[[Any], dict[str, float]] | None = None,
+    data_collator: Any = None,
+    **overrides: Any,
 ) -> Any:
-    """A Trainer with dynamic padding and optional early stopping."""
+    """A Trainer (dynamic padding unless another collator is given) with optional early stopping."""
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer
 
     callbacks = []
@@ -71,8 +74,8 @@ def build_trainer(
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
     trainer = Trainer(
         model=model,
-        args=training_arguments(config, output_dir, learning_rate),
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
+        args=training_arguments(config, output_dir, learning_rate, **overrides),
+        data_collator=data_collator or DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=tokenizer,

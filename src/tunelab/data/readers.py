@@ -37,7 +37,7 @@ def read_table(source: str, split: str = "train", encoding: str = "utf-8") -> pd
         raw = path.read_bytes()
         if not raw.strip():
             raise UserError(f"{source}: file is empty")
-        text = _decode(raw, source, encoding)
+        text = decode_text(raw, source, encoding)
         frame = {"csv": _read_delimited, "tsv": _read_delimited, "jsonl": _read_jsonl, "json": _read_json}[fmt](
             text, source, fmt
         )
@@ -47,14 +47,15 @@ def read_table(source: str, split: str = "train", encoding: str = "utf-8") -> pd
     return frame.reset_index(drop=True)
 
 
-def _decode(raw: bytes, source: str, encoding: str) -> str:
+def decode_text(raw: bytes, source: str, encoding: str, setting: str = "data.encoding") -> str:
+    """Decode file bytes, or fail naming the line and byte that are not `encoding`."""
     try:
         return raw.decode(encoding).removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
         raise UserError(
             f"{source}: line {line}, byte {exc.start}: not valid {encoding} ({raw[exc.start:exc.start + 1]!r});"
-            f" re-save the file as UTF-8 or set data.encoding (e.g. data.encoding=latin-1)"
+            f" re-save the file as UTF-8 or set {setting} (e.g. {setting}=latin-1)"
         ) from None
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from tunelab.strategies.base import FitContext, FitResult
 
 # Proven starting points: full fine-tuning wants a small step, LoRA's few new weights a larger one.
-DEFAULT_LEARNING_RATE = {"full": 2e-5, "lora": 5e-4, "features": None}
+DEFAULT_LEARNING_RATE = {"full": 2e-5, "lora": 5e-4, "features": None, "adapt": 5e-5, "adapt-lora": 5e-4}
 
 
 def fit_function(strategy: str) -> Callable[[FitContext], FitResult]:

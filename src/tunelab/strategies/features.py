@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tunelab.embedding import EmbeddingCache, embed
-from tunelab.models import encoder_parameter_count, fingerprint, load_encoder, tokenizer_fingerprint
+from tunelab.models import encoder_parameter_count, fingerprint, inference_device, load_encoder, tokenizer_fingerprint
 from tunelab.strategies.base import FitContext, FitResult
 from tunelab.strategies.heads import fit_head
 
@@ -21,7 +21,7 @@ def fit(ctx: FitContext) -> FitResult:
 
     def compute(texts: list[str], pairs: list[str] | None):
         nonlocal encoder
-        encoder = encoder or load_encoder(ctx.model_ref)
+        encoder = encoder or load_encoder(ctx.model_ref).to(inference_device())
         return embed(encoder, ctx.tokenizer, texts, pairs, max_length=config.model.max_length,
                      pooling=config.model.pooling, batch_size=config.features.batch_size, progress=not config.quiet)
 

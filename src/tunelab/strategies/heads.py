@@ -78,7 +78,7 @@ def fit_head(x: np.ndarray, y: np.ndarray, num_labels: int, config: FeaturesConf
             hidden_layer_sizes=(config.hidden_size,), alpha=1.0 / config.C, max_iter=config.max_iter,
             early_stopping=len(y) >= 50, random_state=seed,
         ).fit(z, y)
-        for i, (w, b) in enumerate(zip(model.coefs_, model.intercepts_)):
+        for i, (w, b) in enumerate(zip(model.coefs_, model.intercepts_, strict=False)):
             arrays[f"weight_{i}"], arrays[f"bias_{i}"] = w.astype(np.float32), b.astype(np.float32)
     arrays["classes"] = model.classes_.astype(np.int64)
     return Head(config.head, arrays, num_labels)

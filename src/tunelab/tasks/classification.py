@@ -66,18 +66,19 @@ def ordered_labels(values: list[str]) -> list[str]:
         return sorted(unique)
 
 
-def read_examples(source: str, data: DataConfig, labels: list[str] | None, split: str, need_labels: bool = True) -> tuple[Examples, list[str]]:
+def read_examples(
+    source: str, data: DataConfig, labels: list[str] | None, split: str, with_labels: bool = True
+) -> tuple[Examples, list[str]]:
     """Read one file as Examples; with `labels` given, every label must belong to it."""
     frame = read_table(source, split=split, encoding=data.encoding)
-    has_labels = data.label_column in frame.columns
     require_columns(frame, source, {
         "data.text_column": data.text_column,
         "data.text_pair_column": data.text_pair_column,
-        "data.label_column": data.label_column if need_labels else None,
+        "data.label_column": data.label_column if with_labels else None,
     })
     texts = require_texts(frame, source, data.text_column)
     pairs = require_texts(frame, source, data.text_pair_column) if data.text_pair_column else None
-    if not has_labels:
+    if not with_labels:
         return Examples(texts, pairs, None, source), []
     raw = [label_text(v) for v in frame[data.label_column].tolist()]
     for row, value in enumerate(raw, start=1):
@@ -168,7 +169,7 @@ def compute_metrics(gold: np.ndarray, probabilities: np.ndarray, labels: list[st
 def prediction_records(examples: Examples, probabilities: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
     """One JSON-ready record per input: predicted label, its probability and the full distribution."""
     records = []
-    for row, (text, probs) in enumerate(zip(examples.texts, probabilities), start=1):
+    for row, (text, probs) in enumerate(zip(examples.texts, probabilities, strict=False), start=1):
         best = int(probs.argmax())
         record = {"row": row, "text": text}
         if examples.pairs is not None:
@@ -176,9 +177,7 @@ def prediction_records(examples: Examples, probabilities: np.ndarray, labels: li
         record.update({
             "label": labels[best],
             "score": round(float(probs[best]), 6),
-            "probabilities": {label: round(float(p), 6) for label, p in zip(labels, probs)},
+            "probabilities": {label: round(float(p), 6) for label, p in zip(labels, probs, strict=False)},
         })
-        if examples.labels is not None:
-            record["gold"] = labels[int(examples.labels[row - 1])]
         records.append(record)
     return records
