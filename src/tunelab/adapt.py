@@ -74,7 +74,7 @@ def adapt(config: RunConfig, store: RunStore) -> Run:
                      f" {length} tokens; probes: {len(domain_probe)} domain, {len(general_probe)} general blocks")
         with Measure() as cost:
             if head["head"] == "built" and settings.head_warmup_steps > 0:
-                dapt.fit_head(model, tokenizer, train_set, config, Path(scratch))
+                head["fit_loss"] = round(dapt.fit_head(model, tokenizer, train_set, config), 4)
             before = {name: dapt.masked_lm_loss(model, tokenizer, probe, config)
                       for name, probe in (("domain", domain_probe), ("general", general_probe))}
             model, info = dapt.adapt_model(model, tokenizer, train_set, domain_probe, config, Path(scratch))

@@ -101,7 +101,7 @@ class AdaptConfig:
     line_by_line: bool = False  # one example per line instead of concatenated blocks
     mlm_probability: float = 0.15
     whole_word_mask: bool = False
-    head_warmup_steps: int = 100  # a new MLM head is fitted this long (encoder frozen) before "before" is measured
+    head_warmup_steps: int = 200  # a new MLM head is fitted this long (encoder frozen) before "before" is measured
     lora: bool = False  # adapt through LoRA (peft.* settings), merged into the weights at the end
 
 
