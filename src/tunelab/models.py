@@ -63,7 +63,8 @@ def resolve_model(name: str, revision: str | None = None, store_root: str | Path
     return ModelRef(name, name, revision)
 
 
-def _hub_error(ref: ModelRef, exc: Exception) -> UserError:
+def load_error(ref: ModelRef, exc: Exception) -> UserError:
+    """One line saying why a model could not be loaded (offline hub id, broken folder)."""
     first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     where = "folder" if ref.is_local else "hub id (offline? pass a local folder with --model)"
     return UserError(f"model {ref.given}: could not load this {where}: {first}")
@@ -76,7 +77,7 @@ def load_tokenizer(ref: ModelRef) -> Any:
     try:
         return AutoTokenizer.from_pretrained(ref.path, revision=ref.revision)
     except (OSError, ValueError) as exc:
-        raise _hub_error(ref, exc) from None
+        raise load_error(ref, exc) from None
 
 
 def load_classifier(ref: ModelRef, labels: list[str], dtype: Any = None) -> tuple[Any, set[str]]:
@@ -94,7 +95,7 @@ def load_classifier(ref: ModelRef, labels: list[str], dtype: Any = None) -> tupl
             **({"dtype": dtype} if dtype is not None else {}),
         )
     except (OSError, ValueError) as exc:
-        raise _hub_error(ref, exc) from None
+        raise load_error(ref, exc) from None
     return model, set(info.get("missing_keys", ()))
 
 
@@ -105,7 +106,7 @@ def load_encoder(ref: ModelRef) -> Any:
     try:
         return AutoModel.from_pretrained(ref.path, revision=ref.revision)
     except (OSError, ValueError) as exc:
-        raise _hub_error(ref, exc) from None
+        raise load_error(ref, exc) from None
 
 
 def fingerprint(ref: ModelRef) -> str:

@@ -73,7 +73,7 @@ def _fit_directly(tiny_model, sentiment_files, tmp_path, strategy, **overrides):
     return data, result, manifest, run_dir
 
 
-@pytest.mark.parametrize("method", ["lora", "ia3"])
+@pytest.mark.parametrize("method", ["lora", "ia3", "prompt_tuning"])
 def test_peft_reload_predicts_exactly_what_was_trained(tiny_model, sentiment_files, tmp_path, method):
     data, result, manifest, run_dir = _fit_directly(tiny_model, sentiment_files, tmp_path, "lora", **{"peft.method": method})
     trained = Predictor(manifest, load_predictor(run_dir, manifest).tokenizer, result.model.eval())

@@ -16,7 +16,7 @@ import numpy as np
 from tunelab import console
 from tunelab.config import RunConfig
 from tunelab.errors import UserError
-from tunelab.models import ModelRef, _hub_error
+from tunelab.models import ModelRef, load_error
 from tunelab.training import build_trainer
 
 
@@ -27,7 +27,7 @@ def build_mlm_model(ref: ModelRef) -> tuple[Any, dict[str, Any]]:
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(ref.path, revision=ref.revision, output_loading_info=True)
     except (OSError, ValueError) as exc:
-        raise _hub_error(ref, exc) from None
+        raise load_error(ref, exc) from None
     prefix = f"{model.base_model_prefix}."
     new_head = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(prefix))
     output, inputs = model.get_output_embeddings(), model.get_input_embeddings()

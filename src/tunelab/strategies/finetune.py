@@ -35,6 +35,8 @@ def peft_config(settings: PeftSettings, new_modules: list[str], total_steps: int
             kwargs[key] = getattr(settings, key)
     if "total_step" in accepted:  # AdaLoRA schedules its rank budget over the whole run
         kwargs["total_step"] = total_steps
+    if "num_virtual_tokens" in accepted:  # prompt-learning methods: peft has no default
+        kwargs["num_virtual_tokens"] = 20
     unknown = sorted(set(settings.options) - accepted)
     if unknown:
         raise UserError(f"config peft.options: {config_class.__name__} has no option {unknown[0]!r}{did_you_mean(unknown[0], accepted)}")
