@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from tunelab import console
+from tunelab import advice, console
 from tunelab.config import RunConfig
 from tunelab.data.corpus import read_corpus
 from tunelab.errors import UserError
 from tunelab.models import fingerprint, load_tokenizer, parameter_counts, resolve_model
-from tunelab.pipeline import seed_everything, versions
+from tunelab.pipeline import guardrails, seed_everything, versions
 from tunelab.registry import MANIFEST, Run, RunStore, folder_size, write_json
 from tunelab.resources import Measure
 from tunelab.strategies import DEFAULT_LEARNING_RATE, dapt
@@ -57,7 +57,8 @@ def adapt(config: RunConfig, store: RunStore) -> Run:
     train_texts, held_texts = split_documents(texts, settings.held_out, config.seed)
     if train_texts is held_texts:
         console.warn(f"{settings.corpus}: a single document; the domain probe reuses the training text")
-    tokenizer = load_tokenizer(ref)
+    tokenizer = load_tokenizer(ref, config.model.tokenizer)
+    findings = guardrails(config, ref, tokenizer, len(texts))
     seed_everything(config.seed)
     length = config.model.max_length
 
@@ -96,7 +97,7 @@ def adapt(config: RunConfig, store: RunStore) -> Run:
             "strategy": "adapt", "artifact": "model",
             "base_model": {"given": ref.given, "path": ref.path, "revision": ref.revision, "fingerprint": fingerprint(ref)},
             "max_length": length, "versions": versions(), "mlm_head": head, "lora": settings.lora,
-            "metrics": {"probes": probes}, "domain_shift": shift, "adaptation": info,
+            "metrics": {"probes": probes}, "domain_shift": shift, "adaptation": info, "advice": advice.as_records(findings),
             "corpus": {"source": settings.corpus, "documents": len(texts), "train_documents": len(train_texts),
                        "held_out_documents": len(held_texts) if train_texts is not held_texts else 0,
                        "general_probe": settings.general_corpus or "tunelab general-English probe"},

@@ -47,6 +47,7 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
     for flag, (path, text) in CONFIG_FLAGS.items():
         parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None, help=f"{text} [{path}]")
     parser.add_argument("--config", default=None, help="YAML config file; flags and key=value override it")
+    parser.add_argument("--force", action="store_true", help="train despite guardrail errors [force]")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.learning_rate=3e-5")
     _add_store(parser)
 
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.add_argument("--whole-word-mask", action="store_true", help="mask whole words rather than sub-words")
     adapt.add_argument("--lora", action="store_true", help="adapt through LoRA (cheaper), merged at the end")
     adapt.add_argument("--config", default=None, help="YAML config file; flags and key=value override it")
+    adapt.add_argument("--force", action="store_true", help="adapt despite guardrail errors [force]")
     adapt.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.num_train_epochs=1")
     _add_store(adapt)
     adapt.set_defaults(handler=_adapt)
@@ -127,6 +129,8 @@ def _config(args: argparse.Namespace, flags: dict[str, tuple[str, str]] = CONFIG
         overrides["strategy"] = args.strategy
     if args.quiet:
         overrides["quiet"] = True
+    if args.force:
+        overrides["force"] = True
     return apply_overrides(load_config(args.config, overrides), args.overrides)
 
 

@@ -26,6 +26,7 @@ class ModelConfig:
 
     name_or_path: str = "default"  # "default" = bundled MiniLM; a hub id; a local path; run:<id>
     revision: str | None = None
+    tokenizer: str | None = None  # another tokenizer (folder or hub id); None: the model's own
     max_length: int = 128
     pooling: str = "mean"  # features strategy: mean | cls
 
@@ -114,6 +115,7 @@ class RunConfig:
     seed: int = 42
     output_dir: str | None = None
     quiet: bool = False
+    force: bool = False  # train despite guardrail errors (learning rate out of range, tokenizer mismatch)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)

@@ -70,12 +70,26 @@ def load_error(ref: ModelRef, exc: Exception) -> UserError:
     return UserError(f"model {ref.given}: could not load this {where}: {first}")
 
 
-def load_tokenizer(ref: ModelRef) -> Any:
-    """The model's own tokenizer (fast when available)."""
+def load_tokenizer(ref: ModelRef, override: str | None = None) -> Any:
+    """The model's own tokenizer (fast when available), or the one `override` names."""
     from transformers import AutoTokenizer
 
+    if override and Path(override).expanduser().is_dir():  # a tokenizer-only folder has no config.json
+        source = ModelRef(override, str(Path(override).expanduser().resolve()))
+    else:
+        source = resolve_model(override) if override else ref
     try:
-        return AutoTokenizer.from_pretrained(ref.path, revision=ref.revision)
+        return AutoTokenizer.from_pretrained(source.path, revision=source.revision)
+    except (OSError, ValueError) as exc:
+        raise load_error(source, exc) from None
+
+
+def load_model_config(ref: ModelRef) -> Any:
+    """The model's config.json (architecture, vocabulary size, ...)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(ref.path, revision=ref.revision)
     except (OSError, ValueError) as exc:
         raise load_error(ref, exc) from None
 
@@ -150,9 +164,9 @@ def parameter_counts(model: Any) -> tuple[int, int]:
 def encoder_parameter_count(ref: ModelRef) -> int:
     """Parameters of the bare encoder, counted on the meta device (no weights read)."""
     import torch
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
 
-    config = AutoConfig.from_pretrained(ref.path, revision=ref.revision)
+    config = load_model_config(ref)
     with torch.device("meta"):
         return sum(p.numel() for p in AutoModel.from_config(config).parameters())
 

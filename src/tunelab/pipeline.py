@@ -14,11 +14,11 @@ from typing import Any
 
 import yaml
 
-from tunelab import __version__, console
+from tunelab import __version__, advice, console
 from tunelab.config import DataConfig, RunConfig
 from tunelab.errors import UserError
 from tunelab.inference import load_predictor, load_run_predictor
-from tunelab.models import fingerprint, load_tokenizer, resolve_model
+from tunelab.models import encoder_parameter_count, fingerprint, load_model_config, load_tokenizer, resolve_model
 from tunelab.registry import MANIFEST, Run, RunStore, folder_size, write_json
 from tunelab.resources import Measure
 from tunelab.strategies import DEFAULT_LEARNING_RATE, FitContext, fit_function
@@ -73,7 +73,8 @@ def train(config: RunConfig, store: RunStore, data: ClassificationData | None = 
         data = load_data(config.data, config.seed)
         for message in data.warnings:
             console.warn(message)
-    tokenizer = load_tokenizer(ref)
+    tokenizer = load_tokenizer(ref, config.model.tokenizer)
+    findings = guardrails(config, ref, tokenizer, len(data.train))
     seed_everything(config.seed)
     with store.writing(config.output_dir, config.strategy) as draft, tempfile.TemporaryDirectory(prefix="tunelab-") as scratch:
         console.info(f"[{draft.id}] {config.strategy} on {ref.given}: {len(data.train)} train / {len(data.validation)}"
@@ -101,6 +102,7 @@ def train(config: RunConfig, store: RunStore, data: ClassificationData | None = 
             "peak_gpu_mb": round(cost.peak_gpu_mb, 1) if cost.peak_gpu_mb is not None else None,
             "trainable_params": result.trainable_params, "total_params": result.total_params,
             "strategy_info": result.info,
+            "advice": advice.as_records(findings) + result.info.pop("advice", []),
             "data": _data_summary(config.data, data),
         })
         (draft.path / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -112,6 +114,17 @@ def train(config: RunConfig, store: RunStore, data: ClassificationData | None = 
     console.result(f"[{run.id}] validation accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f}"
                  f" ({run.manifest['train_seconds']:.1f}s) -> {run.path}")
     return run
+
+
+def guardrails(config: RunConfig, ref: Any, tokenizer: Any, train_rows: int) -> list[advice.Finding]:
+    """Run the pitfall checks, print warnings, and stop on errors unless --force."""
+    findings = advice.check_hyperparameters(config, train_rows) + advice.check_tokenizer(tokenizer, load_model_config(ref))
+    findings += advice.check_model_size(encoder_parameter_count(ref), train_rows, config.strategy)
+    advice.enforce(findings, config.force)
+    for finding in findings:
+        if finding.level == "warning" or (finding.level == "error" and config.force):
+            console.warn(f"{finding.code}: {finding.message}")
+    return findings
 
 
 def _score(predictor: Any, examples: Examples, labels: list[str], quiet: bool) -> dict[str, Any]:

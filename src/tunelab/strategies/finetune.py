@@ -7,8 +7,10 @@ import math
 from typing import Any
 
 import numpy as np
+from transformers import TrainerCallback
 
 from tunelab import console
+from tunelab.advice import as_records, collapse_finding
 from tunelab.config import PeftSettings
 from tunelab.errors import UserError, did_you_mean
 from tunelab.models import load_classifier, parameter_counts
@@ -61,9 +63,24 @@ def _trainer_metrics(labels: list[str]):
         logits = logits - logits.max(axis=1, keepdims=True)
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
         scores = compute_metrics(prediction.label_ids, probs, labels)
-        return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"]}
+        distinct = len(np.unique(probs.argmax(axis=1)))
+        return {"accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"], "distinct_predictions": distinct}
 
     return compute
+
+
+class CollapseWatch(TrainerCallback):
+    """Warn (once) when an evaluation finds the model predicting a single class."""
+
+    def __init__(self, num_labels: int) -> None:
+        self.num_labels = num_labels
+        self.findings: list[dict[str, str]] = []
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
+        finding = collapse_finding(int((metrics or {}).get("eval_distinct_predictions", 2)), self.num_labels, state.epoch or 0)
+        if finding and not self.findings:
+            console.warn(f"{finding.code}: {finding.message}")
+            self.findings.append(as_records([finding])[0])
 
 
 def fit(ctx: FitContext) -> FitResult:
@@ -84,12 +101,14 @@ def fit(ctx: FitContext) -> FitResult:
     learning_rate = config.train.learning_rate or DEFAULT_LEARNING_RATE[config.strategy]
     trainer = build_trainer(config, model, ctx.tokenizer, train_set, eval_set, ctx.scratch / "checkpoints",
                             learning_rate, _trainer_metrics(data.labels))
+    watch = CollapseWatch(len(data.labels))
+    trainer.add_callback(watch)
     trainer.train()
     artifact = "adapter" if config.strategy == "lora" else "model"
     trainer.model.save_pretrained(ctx.run_dir / artifact)
     ctx.tokenizer.save_pretrained(ctx.run_dir / ("model" if artifact == "model" else "tokenizer"))
     info = {"learning_rate": learning_rate, "total_steps": trainer.state.global_step,
-            "best_checkpoint_epoch": _best_epoch(trainer.state)}
+            "best_checkpoint_epoch": _best_epoch(trainer.state), "advice": watch.findings}
     if config.strategy == "lora":
         info["peft_method"] = config.peft.method
     return FitResult(trainable, total, artifact, history=list(trainer.state.log_history), info=info, model=trainer.model)

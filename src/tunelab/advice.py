@@ -1,0 +1,122 @@
+"""Guardrails: the classic fine-tuning pitfalls, checked before (and while) anything trains.
+
+Pure functions of the config, data sizes and the loaded tokenizer/model config, so each check is
+testable on its own. Errors stop a run unless `--force` is given; warnings are printed and recorded
+in the run's manifest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tunelab.config import RunConfig
+from tunelab.errors import UserError
+
+# Learning rates that work, per strategy: (warn below, error above).
+LEARNING_RATE_RANGES = {"full": (5e-6, 1e-4), "lora": (1e-5, 5e-3), "adapt": (5e-6, 1e-3)}
+# The sub-word algorithm each architecture family was pre-trained with.
+TOKENIZER_FAMILY = {"bert": "WordPiece", "distilbert": "WordPiece", "electra": "WordPiece", "mobilebert": "WordPiece",
+                    "roberta": "BPE", "gpt2": "BPE", "bart": "BPE", "longformer": "BPE", "llama": "BPE", "mistral": "BPE",
+                    "qwen2": "BPE", "albert": "Unigram", "xlm-roberta": "Unigram", "t5": "Unigram", "deberta-v2": "Unigram"}
+LARGE_MODEL_PARAMETERS = 350_000_000
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One piece of advice: `level` is error, warning or info; `code` is stable for scripts."""
+
+    level: str
+    code: str
+    message: str
+
+
+def check_hyperparameters(config: RunConfig, train_rows: int) -> list[Finding]:
+    """Learning rate out of range for the strategy, no warmup, too many epochs on small data."""
+    findings = []
+    strategy, train = config.strategy, config.train
+    if strategy in LEARNING_RATE_RANGES and train.learning_rate is not None:
+        low, high = LEARNING_RATE_RANGES[strategy]
+        if train.learning_rate > high:
+            findings.append(Finding("error", "learning-rate-too-high",
+                                    f"train.learning_rate={train.learning_rate:g} is above {high:g} for {strategy}: pre-trained"
+                                    f" weights get overwritten in the first steps (catastrophic forgetting); use"
+                                    f" {_default_lr(strategy):g}"))
+        elif train.learning_rate < low:
+            findings.append(Finding("warning", "learning-rate-too-low",
+                                    f"train.learning_rate={train.learning_rate:g} is below {low:g} for {strategy}: the model will"
+                                    " barely move in a few epochs"))
+    if strategy in ("full", "lora", "adapt") and train.warmup_steps == 0:
+        findings.append(Finding("warning", "no-warmup", "train.warmup_steps=0: without warmup the first large updates hit a"
+                                " randomly initialised head and can wreck the pre-trained weights; 0.1 (10%) is the usual"))
+    if strategy == "full" and train.num_train_epochs > 5 and train_rows < 10_000:
+        findings.append(Finding("warning", "many-epochs", f"{train.num_train_epochs:g} epochs of full fine-tuning on"
+                                f" {train_rows} examples will likely overfit; 2-4 is the proven range (or set"
+                                " train.early_stopping_patience)"))
+    return findings
+
+
+def _default_lr(strategy: str) -> float:
+    from tunelab.strategies import DEFAULT_LEARNING_RATE
+
+    return DEFAULT_LEARNING_RATE[strategy]
+
+
+def check_tokenizer(tokenizer: Any, model_config: Any) -> list[Finding]:
+    """Tokenizer vocabulary beyond the embedding matrix, a tokenizer of another family, missing special tokens."""
+    findings = []
+    vocab_rows = getattr(model_config, "vocab_size", None)
+    if vocab_rows is not None and len(tokenizer) > vocab_rows:
+        findings.append(Finding("error", "tokenizer-vocab-too-large",
+                                f"tokenizer has {len(tokenizer)} tokens but the model's embedding matrix has {vocab_rows} rows:"
+                                " ids past the end would crash or read garbage; use the model's own tokenizer"))
+    expected = TOKENIZER_FAMILY.get(getattr(model_config, "model_type", ""))
+    actual = tokenizer_family(tokenizer)
+    if expected and actual and expected != actual:
+        findings.append(Finding("error", "tokenizer-family-mismatch",
+                                f"the model is a {model_config.model_type} ({expected} sub-words) but the tokenizer is {actual}:"
+                                " its ids mean different words to this model; use the model's own tokenizer"))
+    missing = [name for name in ("pad_token", "unk_token") if getattr(tokenizer, name, None) is None]
+    if getattr(tokenizer, "cls_token", None) is None and getattr(tokenizer, "bos_token", None) is None:
+        missing.append("cls_token/bos_token")
+    if missing:
+        findings.append(Finding("error", "special-tokens-missing",
+                                f"tokenizer has no {', '.join(missing)}: batching and sequence classification need them"))
+    return findings
+
+
+def tokenizer_family(tokenizer: Any) -> str | None:
+    """WordPiece, BPE, Unigram or WordLevel, from a fast tokenizer's backend (None when unknown)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return type(backend.model).__name__ if backend is not None else None
+
+
+def check_model_size(total_parameters: int, train_rows: int, strategy: str) -> list[Finding]:
+    """A model far larger than simple classification on this much data needs."""
+    if total_parameters > LARGE_MODEL_PARAMETERS and train_rows < 10_000 and strategy == "full":
+        return [Finding("warning", "oversized-model",
+                        f"{total_parameters / 1e6:.0f}M parameters for {train_rows} examples: a base-size model (~100M) or"
+                        " the lora strategy usually scores the same for a fraction of the compute")]
+    return []
+
+
+def collapse_finding(distinct_predictions: int, num_labels: int, epoch: float) -> Finding | None:
+    """The model predicts one class only: the classic symptom of a too-high learning rate or heavy imbalance."""
+    if num_labels > 1 and distinct_predictions <= 1:
+        return Finding("warning", "collapse", f"after epoch {epoch:g} the model predicts a single class for every"
+                       " validation example; likely causes: learning rate too high, no warmup, or a heavily imbalanced"
+                       " training set. Fix: lower train.learning_rate, keep warmup, or balance the classes")
+    return None
+
+
+def enforce(findings: list[Finding], force: bool) -> None:
+    """Raise on errors unless forced; warnings are the caller's to print."""
+    errors = [f for f in findings if f.level == "error"]
+    if errors and not force:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise UserError(f"{errors[0].code}: {errors[0].message}{more}; pass --force to train anyway")
+
+
+def as_records(findings: list[Finding]) -> list[dict[str, str]]:
+    """JSON-ready findings for run.json."""
+    return [asdict(f) for f in findings]
