@@ -120,3 +120,47 @@ def enforce(findings: list[Finding], force: bool) -> None:
 def as_records(findings: list[Finding]) -> list[dict[str, str]]:
     """JSON-ready findings for run.json."""
     return [asdict(f) for f in findings]
+
+
+@dataclass
+class Recommendation:
+    """The strategy the decision tree picks, why, and what else to consider."""
+
+    strategy: str
+    reasons: list[str]
+    suggestions: list[str]
+
+
+def domain_shift_level(domain: dict[str, float], general: dict[str, float]) -> str:
+    """'high' when the vocabulary fits the domain markedly worse than general English, else 'low'."""
+    ratio = domain["subwords_per_word"] / max(general["subwords_per_word"], 1e-9)
+    return "high" if ratio > 1.25 or domain["unk_rate"] > 0.005 else "low"
+
+
+def recommend(train_rows: int, fits_in_memory: dict[str, bool], shift: str = "low", total_parameters: int = 0) -> Recommendation:
+    """The seed's decision tree: data size first, then memory, then domain shift and deployment."""
+    reasons, suggestions = [], []
+    if train_rows < 100:
+        strategy = "features"
+        reasons.append(f"{train_rows} labelled examples (< 100): the tree says few-shot learning (SetFit-style), which tunelab"
+                       " does not have yet; feature extraction is the closest and cannot overfit the encoder")
+    elif train_rows < 1_000:
+        strategy = "features"
+        reasons.append(f"{train_rows} labelled examples (100-1,000): feature extraction first; it is cheap and hard to overfit")
+        suggestions.append("then try --strategy lora and keep it if it beats features on validation")
+    else:
+        strategy = "full"
+        band = "1,000-10,000" if train_rows <= 10_000 else "> 10,000"
+        reasons.append(f"{train_rows} labelled examples ({band}): enough to fine-tune every weight with the proven defaults")
+        if train_rows > 10_000 and shift == "high":
+            suggestions.append("the text is far from the model's pre-training domain: run `tunelab adapt` on in-domain text"
+                               " first, then fine-tune --model run:<id>")
+    if not fits_in_memory.get(strategy, True):
+        fallback = next((s for s in ("lora", "features") if fits_in_memory.get(s, True) and s != strategy), None)
+        if fallback:
+            reasons.append(f"{strategy} would not fit in memory here; {fallback} trains far fewer weights and does")
+            strategy = fallback
+    if total_parameters > 60_000_000:
+        suggestions.append(f"the model has {total_parameters / 1e6:.0f}M parameters: for deployment, distil the result into a"
+                           " smaller student")
+    return Recommendation(strategy, reasons, suggestions)

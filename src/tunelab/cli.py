@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tunelab import __version__, console
@@ -66,8 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="fine-tune one model with one strategy")
     _add_training(train)
-    train.add_argument("--strategy", default=None, help="features | full | lora (default: full) [strategy]")
+    train.add_argument("--strategy", default=None, help="features | full | lora | auto (default: full) [strategy]")
     train.set_defaults(handler=_train)
+
+    plan = commands.add_parser("plan", help="profile data and hardware, estimate each strategy, recommend one")
+    _add_training(plan)
+    plan.add_argument("--output", default="plan.json", help="where to save the plan as JSON (default: plan.json)")
+    plan.set_defaults(handler=_plan)
 
     compare = commands.add_parser("compare", help="train several strategies on one split and tabulate them")
     _add_training(compare)
@@ -148,6 +154,15 @@ def _train(args: argparse.Namespace) -> None:
     from tunelab.pipeline import train
 
     train(_config(args), _store(args))
+
+
+def _plan(args: argparse.Namespace) -> None:
+    from tunelab.plan import plan_from_config, render
+    from tunelab.registry import write_json
+
+    plan = plan_from_config(_config(args), _store(args))
+    write_json(Path(args.output), plan)
+    print(render(plan) + f"\n\nsaved to {args.output}")
 
 
 def _compare(args: argparse.Namespace) -> None:

@@ -127,7 +127,7 @@ class RunConfig:
         """Check choices that are cheap to check before any data or model is loaded."""
         if self.task not in TASKS:
             raise UserError(f"config task: unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
-        if self.strategy not in (*STRATEGIES, "adapt"):
+        if self.strategy not in (*STRATEGIES, "auto", "adapt"):
             raise UserError(
                 f"config strategy: unknown strategy {self.strategy!r}{did_you_mean(self.strategy, STRATEGIES)};"
                 f" expected one of {', '.join(STRATEGIES)}"

@@ -66,14 +66,15 @@ def train(config: RunConfig, store: RunStore, data: ClassificationData | None = 
     config = copy.deepcopy(config).validate()
     if config.strategy == "adapt":
         raise UserError("strategy 'adapt' is continued pre-training: run `tunelab adapt --corpus FILE` instead")
-    if config.train.learning_rate is None:
-        config.train.learning_rate = DEFAULT_LEARNING_RATE[config.strategy]
     ref = resolve_model(config.model.name_or_path, config.model.revision, store.root)
     if data is None:
         data = load_data(config.data, config.seed)
         for message in data.warnings:
             console.warn(message)
     tokenizer = load_tokenizer(ref, config.model.tokenizer)
+    planned = _plan_for(config, ref, tokenizer, data)
+    if config.train.learning_rate is None:
+        config.train.learning_rate = DEFAULT_LEARNING_RATE[config.strategy]
     findings = guardrails(config, ref, tokenizer, len(data.train))
     seed_everything(config.seed)
     with store.writing(config.output_dir, config.strategy) as draft, tempfile.TemporaryDirectory(prefix="tunelab-") as scratch:
@@ -103,6 +104,8 @@ def train(config: RunConfig, store: RunStore, data: ClassificationData | None = 
             "trainable_params": result.trainable_params, "total_params": result.total_params,
             "strategy_info": result.info,
             "advice": advice.as_records(findings) + result.info.pop("advice", []),
+            "plan": planned | {"actual_over_estimate": {"seconds": round(cost.seconds / max(planned["estimate"]["seconds"], 1e-9), 3),
+                                                        "peak_rss_mb": round(cost.peak_rss_mb / planned["estimate"]["peak_rss_mb"], 3)}},
             "data": _data_summary(config.data, data),
         })
         (draft.path / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -114,6 +117,19 @@ def train(config: RunConfig, store: RunStore, data: ClassificationData | None = 
     console.result(f"[{run.id}] validation accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f}"
                  f" ({run.manifest['train_seconds']:.1f}s) -> {run.path}")
     return run
+
+
+def _plan_for(config: RunConfig, ref: Any, tokenizer: Any, data: ClassificationData) -> dict[str, Any]:
+    """Estimate the chosen strategy (or, for --strategy auto, choose one from the plan and say why)."""
+    from tunelab.plan import estimate, make_plan
+
+    if config.strategy == "auto":
+        plan = make_plan(config, ref, tokenizer, data)
+        choice = plan["recommendation"]
+        config.strategy = choice["strategy"]
+        console.info(f"--strategy auto chose {config.strategy}: " + "; ".join(choice["reasons"]))
+        return {"auto": choice, "estimate": plan["estimates"][config.strategy]}
+    return {"estimate": estimate(config, ref, tokenizer, data, config.strategy)}
 
 
 def guardrails(config: RunConfig, ref: Any, tokenizer: Any, train_rows: int) -> list[advice.Finding]:
