@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="fine-tune one model with one strategy")
     _add_training(train)
     train.add_argument("--strategy", default=None, help="features | full | lora | auto (default: full) [strategy]")
+    train.add_argument("--seeds", type=int, default=1, help="train with N seeds (seed, seed+1, ...) and report mean ± std")
     train.set_defaults(handler=_train)
 
     plan = commands.add_parser("plan", help="profile data and hardware, estimate each strategy, recommend one")
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training(compare)
     compare.add_argument("--strategies", default="features,full,lora", help="comma-separated (default: all three)")
     compare.add_argument("--models", default=None, help="comma-separated models to cross with the strategies")
+    compare.add_argument("--seeds", type=int, default=1, help="train each setup with N seeds and report mean ± std")
     compare.set_defaults(handler=_compare)
 
     adapt = commands.add_parser("adapt", help="continued masked-LM pre-training on domain text (DAPT/TAPT)")
@@ -153,7 +155,13 @@ def _columns(args: argparse.Namespace) -> dict[str, str | None]:
 def _train(args: argparse.Namespace) -> None:
     from tunelab.pipeline import train
 
-    train(_config(args), _store(args))
+    config = _config(args)
+    if args.seeds > 1:
+        from tunelab.compare import compare
+
+        compare(config, _store(args), [config.strategy], seeds=args.seeds)
+        return
+    train(config, _store(args))
 
 
 def _plan(args: argparse.Namespace) -> None:
@@ -171,7 +179,7 @@ def _compare(args: argparse.Namespace) -> None:
 
     strategies = parse_list(args.strategies, "strategies", STRATEGIES)
     models = parse_list(args.models, "models") if args.models else None
-    compare(_config(args), _store(args), strategies, models)
+    compare(_config(args), _store(args), strategies, models, seeds=args.seeds)
 
 
 def _adapt(args: argparse.Namespace) -> None:

@@ -8,6 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tunelab import console
 from tunelab.config import STRATEGIES, RunConfig
 from tunelab.errors import UserError, did_you_mean
@@ -37,45 +39,80 @@ def parse_list(text: str, what: str, choices: tuple[str, ...] | None = None) -> 
     return items
 
 
-def compare(config: RunConfig, store: RunStore, strategies: list[str], models: list[str] | None = None) -> Comparison:
-    """Every (model, strategy) pair on the same split; writes compare.json and compare.md."""
+def compare(config: RunConfig, store: RunStore, strategies: list[str], models: list[str] | None = None,
+            seeds: int = 1) -> Comparison:
+    """Every (model, strategy) pair, `seeds` times each, on the same split; writes compare.json and compare.md."""
     config = copy.deepcopy(config).validate()
     for strategy in strategies:
-        if strategy not in STRATEGIES:
+        if strategy not in (*STRATEGIES, "auto"):
             raise UserError(f"--strategies: unknown strategy {strategy!r}{did_you_mean(strategy, STRATEGIES)}")
     data = load_data(config.data, config.seed)  # one split, shared by every run
     for message in data.warnings:
         console.warn(message)
     rows = []
     output_dir, config.output_dir = config.output_dir, None
+    if seeds < 1:
+        raise UserError(f"--seeds: expected at least 1, got {seeds}")
     for model in models or [config.model.name_or_path]:
         for strategy in strategies:
-            run_config = copy.deepcopy(config)
-            run_config.strategy, run_config.model.name_or_path = strategy, model
-            run = train(run_config, store, data)
-            rows.append(_row(run))
-            gc.collect()  # let the previous model's memory go before the next one is measured
+            for offset in range(seeds):  # the split stays fixed: only training randomness varies
+                run_config = copy.deepcopy(config)
+                run_config.strategy, run_config.model.name_or_path = strategy, model
+                run_config.seed = config.seed + offset
+                run = train(run_config, store, data)
+                rows.append(_row(run))
+                gc.collect()  # let the previous model's memory go before the next one is measured
+    groups = seed_groups(rows) if seeds > 1 else []
     with store.writing(output_dir, "compare") as draft:
-        table = markdown_table(rows)
+        table = markdown_table(rows) + (f"\n\nOver {seeds} seeds:\n\n" + seeds_table(groups) if groups else "")
         summary = {"kind": "comparison", "id": draft.id, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                    "data": {"train": config.data.train, "validation": config.data.validation,
                             "train_rows": len(data.train), "validation_rows": len(data.validation)},
-                   "rows": rows}
+                   "rows": rows, "seed_groups": groups}
         write_json(draft.path / "compare.json", summary)
         (draft.path / "compare.md").write_text(
             f"# tunelab compare\n\nTrain: {config.data.train} ({len(data.train)} rows); validation:"
             f" {config.data.validation or 'held out from train'} ({len(data.validation)} rows).\n\n{table}\n")
         write_json(draft.path / MANIFEST, {k: v for k, v in summary.items() if k != "rows"} | {"runs": [r["run"] for r in rows]})
+    for group in groups:
+        for run_id in group["degenerate"]:
+            console.warn(f"degenerate run: {run_id} scored far below its {group['strategy']} siblings; check its learning curve")
     result = Comparison(store.get(draft.id), rows)
     console.result("\n" + table + f"\n\nwritten to {result.run.path}/compare.md and compare.json")
     return result
+
+
+def seed_groups(rows: list[dict[str, Any]], gap: float = 0.10) -> list[dict[str, Any]]:
+    """Mean and std per (model, strategy); a run more than `gap` macro-F1 below its group's median is degenerate."""
+    groups = []
+    for key in dict.fromkeys((r["model"], r["strategy"]) for r in rows):
+        members = [r for r in rows if (r["model"], r["strategy"]) == key]
+        f1 = np.array([r["macro_f1"] for r in members])
+        accuracy = np.array([r["accuracy"] for r in members])
+        groups.append({
+            "model": key[0], "strategy": key[1], "seeds": [r["seed"] for r in members],
+            "accuracy_mean": round(float(accuracy.mean()), 4), "accuracy_std": round(float(accuracy.std(ddof=1)), 4),
+            "macro_f1_mean": round(float(f1.mean()), 4), "macro_f1_std": round(float(f1.std(ddof=1)), 4),
+            "degenerate": [r["run"] for r in members if r["macro_f1"] < np.median(f1) - gap or r["collapsed"]],
+        })
+    return groups
+
+
+def seeds_table(groups: list[dict[str, Any]]) -> str:
+    """Mean ± std per setup as Markdown."""
+    lines = ["| strategy | model | accuracy | macro_f1 | seeds | degenerate |", "|---|---|---|---|---|---|"]
+    for g in groups:
+        lines.append(f"| {g['strategy']} | {g['model']} | {g['accuracy_mean']:.4f} ± {g['accuracy_std']:.4f} |"
+                     f" {g['macro_f1_mean']:.4f} ± {g['macro_f1_std']:.4f} | {len(g['seeds'])} | {', '.join(g['degenerate']) or '-'} |")
+    return "\n".join(lines)
 
 
 def _row(run: Run) -> dict[str, Any]:
     manifest = run.manifest
     scores = manifest["metrics"]["validation"]
     return {
-        "run": run.id, "strategy": manifest["strategy"], "model": manifest["base_model"]["given"],
+        "run": run.id, "strategy": manifest["strategy"], "model": manifest["base_model"]["given"], "seed": manifest["seed"],
+        "collapsed": any(f["code"] == "collapse" for f in manifest.get("advice", [])),
         "accuracy": round(scores["accuracy"], 4), "macro_f1": round(scores["macro_f1"], 4),
         "train_seconds": manifest["train_seconds"], "trainable_params": manifest["trainable_params"],
         "total_params": manifest["total_params"], "artifact_bytes": manifest["artifact_bytes"],

@@ -85,7 +85,7 @@ def train(config: RunConfig, store: RunStore, data: ClassificationData | None = 
             result = fit_function(config.strategy)(context)
         manifest = {
             "kind": "run", "id": draft.id, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "task": config.task, "strategy": config.strategy, "artifact": result.artifact,
+            "task": config.task, "strategy": config.strategy, "artifact": result.artifact, "seed": config.seed,
             "base_model": {"given": ref.given, "path": ref.path, "revision": ref.revision, "fingerprint": fingerprint(ref)},
             "labels": data.labels, "max_length": config.model.max_length, "pooling": config.model.pooling,
             "columns": {"text": config.data.text_column, "text_pair": config.data.text_pair_column,

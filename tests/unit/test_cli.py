@@ -78,3 +78,25 @@ def test_user_errors_are_one_line_and_exit_2(sentiment_files, tmp_path, capsys, 
 
     assert re.search(message, err), err
     assert not (tmp_path / "runs").exists() or not [p for p in (tmp_path / "runs").iterdir() if "incomplete" in p.name]
+
+
+def test_seeds_report_mean_and_std_and_flag_degenerate_runs(tiny_model, sentiment_files, tmp_path, capsys):
+    train, dev = sentiment_files
+    out = tmp_path / "seeds"
+    assert main(_train_args(tiny_model, train, dev, tmp_path / "runs", "--strategy", "features", "--seeds", "3",
+                            "--output-dir", str(out))) == 0
+    summary = json.loads((out / "compare.json").read_text())
+    assert [row["seed"] for row in summary["rows"]] == [42, 43, 44]
+    group = summary["seed_groups"][0]
+    assert group["seeds"] == [42, 43, 44] and group["macro_f1_std"] >= 0 and group["degenerate"] == []
+    assert "Over 3 seeds" in (out / "compare.md").read_text()
+
+
+def test_degenerate_run_is_flagged():
+    from tunelab.compare import seed_groups
+
+    rows = [{"run": f"r{i}", "model": "m", "strategy": "full", "seed": i, "accuracy": a, "macro_f1": a, "collapsed": False}
+            for i, a in enumerate([0.90, 0.91, 0.52])]
+    assert seed_groups(rows)[0]["degenerate"] == ["r2"]
+    rows[2]["macro_f1"] = rows[2]["accuracy"] = 0.89
+    assert seed_groups(rows)[0]["degenerate"] == []
