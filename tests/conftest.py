@@ -72,7 +72,7 @@ def tiny_config(tiny_model: Path, train: Path, validation: Path | None, strategy
 
     values = {"strategy": strategy, "model.name_or_path": str(tiny_model), "data.train": str(train),
               "quiet": True, "model.max_length": 32, "train.num_train_epochs": 3,
-              "train.per_device_train_batch_size": 8, "train.logging_steps": 5}
+              "train.per_device_train_batch_size": 8, "train.logging_steps": 5, "fewshot.iterations": 2}
     if validation is not None:
         values["data.validation"] = str(validation)
     values.update(overrides)

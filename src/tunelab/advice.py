@@ -14,7 +14,7 @@ from tunelab.config import RunConfig
 from tunelab.errors import UserError
 
 # Learning rates that work, per strategy: (warn below, error above).
-LEARNING_RATE_RANGES = {"full": (5e-6, 1e-4), "lora": (1e-5, 5e-3), "adapt": (5e-6, 1e-3)}
+LEARNING_RATE_RANGES = {"full": (5e-6, 1e-4), "lora": (1e-5, 5e-3), "fewshot": (5e-6, 1e-4), "adapt": (5e-6, 1e-3)}
 # The sub-word algorithm each architecture family was pre-trained with.
 TOKENIZER_FAMILY = {"bert": "WordPiece", "distilbert": "WordPiece", "electra": "WordPiece", "mobilebert": "WordPiece",
                     "roberta": "BPE", "gpt2": "BPE", "bart": "BPE", "longformer": "BPE", "llama": "BPE", "mistral": "BPE",
@@ -141,9 +141,9 @@ def recommend(train_rows: int, fits_in_memory: dict[str, bool], shift: str = "lo
     """The seed's decision tree: data size first, then memory, then domain shift and deployment."""
     reasons, suggestions = [], []
     if train_rows < 100:
-        strategy = "features"
-        reasons.append(f"{train_rows} labelled examples (< 100): the tree says few-shot learning (SetFit-style), which tunelab"
-                       " does not have yet; feature extraction is the closest and cannot overfit the encoder")
+        strategy = "fewshot"
+        reasons.append(f"{train_rows} labelled examples (< 100): few-shot learning; contrastive pairs teach the encoder"
+                       " far more than a head can learn from so few rows")
     elif train_rows < 1_000:
         strategy = "features"
         reasons.append(f"{train_rows} labelled examples (100-1,000): feature extraction first; it is cheap and hard to overfit")

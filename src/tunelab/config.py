@@ -16,7 +16,7 @@ import yaml
 
 from tunelab.errors import UserError, did_you_mean
 
-STRATEGIES = ("features", "full", "lora")
+STRATEGIES = ("features", "full", "lora", "fewshot")
 TASKS = ("classification",)
 
 
@@ -90,6 +90,14 @@ class FeaturesConfig:
 
 
 @dataclass
+class FewshotConfig:
+    """SetFit-style few-shot: contrastive pairs per example, epochs over them (train.* sets lr and batch)."""
+
+    iterations: int = 20  # each example gets this many positive and negative partners
+    num_train_epochs: float = 1.0
+
+
+@dataclass
 class AdaptConfig:
     """Domain-adaptive pre-training (`tunelab adapt`): the corpus, the probes, the masking."""
 
@@ -122,6 +130,7 @@ class RunConfig:
     peft: PeftSettings = field(default_factory=PeftSettings)
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
+    fewshot: FewshotConfig = field(default_factory=FewshotConfig)
 
     def validate(self) -> RunConfig:
         """Check choices that are cheap to check before any data or model is loaded."""

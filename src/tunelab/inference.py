@@ -55,7 +55,7 @@ class Predictor:
 def load_predictor(run_dir: Path, manifest: dict[str, Any], store_root: Path | None = None) -> Predictor:
     """Rebuild the predictor a run was saved as: full model, base + adapter (merged), or encoder + head."""
     strategy = manifest["strategy"]
-    tokenizer_dir = run_dir / ("model" if strategy == "full" else "tokenizer")
+    tokenizer_dir = run_dir / ("model" if strategy in ("full", "fewshot") else "tokenizer")
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -64,6 +64,11 @@ def load_predictor(run_dir: Path, manifest: dict[str, Any], store_root: Path | N
 
         model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model")
         return Predictor(manifest, tokenizer, model.to(inference_device()).eval())
+    if strategy == "fewshot":  # its own tuned encoder, then the head
+        from transformers import AutoModel
+
+        encoder = AutoModel.from_pretrained(run_dir / "model").to(inference_device()).eval()
+        return Predictor(manifest, tokenizer, encoder, Head.load(run_dir / "head"))
     base = _base_model(manifest, store_root)
     if strategy == "features":
         return Predictor(manifest, tokenizer, load_encoder(base).to(inference_device()).eval(), Head.load(run_dir / "head"))

@@ -143,8 +143,14 @@ def estimate(config: RunConfig, ref: ModelRef, tokenizer: Any, data: Classificat
         rate = calibrate_embedding(config, ref, tokenizer, data.train)
         seconds = n_train / rate["texts_per_second"] + 0.002 * n_train  # + the logistic-regression fit
         return {"seconds": round(seconds, 1), "peak_rss_mb": round(rate["peak_rss_mb"]), "basis": rate}
-    step = calibrate_training(config, ref, tokenizer, data, strategy)
+    step = calibrate_training(config, ref, tokenizer, data, "full" if strategy == "fewshot" else strategy)
     train = config.train
+    if strategy == "fewshot":  # every pair is two texts through the encoder; then the training texts are embedded once
+        pairs = 2 * config.fewshot.iterations * n_train
+        steps = math.ceil(math.ceil(pairs / train.per_device_train_batch_size) * config.fewshot.num_train_epochs)
+        seconds = 2 * steps * step["seconds_per_step"] + step["setup_seconds"] + n_train * step["seconds_per_step"] / 8
+        return {"seconds": round(seconds, 1), "peak_rss_mb": round(step["peak_rss_mb"]), "peak_gpu_mb": round(step["peak_gpu_mb"]),
+                "basis": step}
     steps = math.ceil(n_train / (train.per_device_train_batch_size * train.gradient_accumulation_steps))
     steps = train.max_steps if train.max_steps > 0 else math.ceil(steps * train.num_train_epochs)
     epochs = math.ceil(train.num_train_epochs)
@@ -157,8 +163,10 @@ def estimate(config: RunConfig, ref: ModelRef, tokenizer: Any, data: Classificat
 
 
 def make_plan(config: RunConfig, ref: ModelRef, tokenizer: Any, data: ClassificationData,
-              strategies: tuple[str, ...] = ("features", "lora", "full")) -> dict[str, Any]:
+              strategies: tuple[str, ...] | None = None) -> dict[str, Any]:
     """Data profile, hardware, per-strategy estimates and the recommendation with its reasons."""
+    if strategies is None:  # few-shot only where it can be the answer
+        strategies = ("fewshot", "features", "lora", "full") if len(data.train) < 1_000 else ("features", "lora", "full")
     from tunelab.adapt import general_probe_path
     from tunelab.data.corpus import read_corpus
     from tunelab.strategies.dapt import tokenizer_statistics

@@ -12,11 +12,11 @@ from tunelab.cli import main
 from tunelab.pipeline import train
 from tunelab.registry import RunStore
 
-ALL_FIT = {"features": True, "lora": True, "full": True}
+ALL_FIT = {"fewshot": True, "features": True, "lora": True, "full": True}
 
 
 @pytest.mark.parametrize("rows, fits, shift, params, strategy, reason, suggestion", [
-    (40, ALL_FIT, "low", 22_000_000, "features", "< 100", None),
+    (40, ALL_FIT, "low", 22_000_000, "fewshot", "< 100", None),
     (500, ALL_FIT, "low", 22_000_000, "features", "100-1,000", "--strategy lora"),
     (5_000, ALL_FIT, "low", 22_000_000, "full", "1,000-10,000", None),
     (50_000, ALL_FIT, "high", 22_000_000, "full", "> 10,000", "tunelab adapt"),
@@ -52,7 +52,7 @@ def test_plan_command_profiles_data_and_saves_json(tiny_model, tmp_path, capsys)
     plan = json.loads(out.read_text())
     assert plan["data"]["rows"]["train"] == 109 and plan["data"]["rows"]["validation"] == 12
     assert plan["data"]["truncated_share"] == 1.0 and plan["data"]["duplicates_in_train"] >= 1  # max length 8 < 9 tokens
-    assert set(plan["estimates"]) == {"features", "lora", "full"}
+    assert set(plan["estimates"]) == {"fewshot", "features", "lora", "full"}
     assert plan["recommendation"]["strategy"] == "features" and plan["hardware"]["cpu_cores"] >= 1
     assert "recommended: --strategy features" in capsys.readouterr().out
 
@@ -60,7 +60,7 @@ def test_plan_command_profiles_data_and_saves_json(tiny_model, tmp_path, capsys)
 def test_auto_applies_the_recommendation_and_records_why(tiny_model, sentiment_files, tmp_path):
     train_file, dev_file = sentiment_files
     run = train(tiny_config(tiny_model, train_file, dev_file, "auto", tmp_path), RunStore(tmp_path / "runs"))
-    assert run.manifest["strategy"] == "features"
+    assert run.manifest["strategy"] == "fewshot"
     assert "< 100" in run.manifest["plan"]["auto"]["reasons"][0]
 
 

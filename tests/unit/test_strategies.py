@@ -19,7 +19,7 @@ from tunelab.strategies.finetune import new_module_names, peft_config
 from tunelab.tasks.classification import load_data
 
 
-@pytest.mark.parametrize("strategy, artifact", [("features", "head"), ("full", "model"), ("lora", "adapter")])
+@pytest.mark.parametrize("strategy, artifact", [("features", "head"), ("full", "model"), ("lora", "adapter"), ("fewshot", "model")])
 def test_run_folder_is_self_contained(tiny_model, sentiment_files, tmp_path, strategy, artifact):
     train_file, dev_file = sentiment_files
     store = RunStore(tmp_path / "runs")
@@ -35,7 +35,7 @@ def test_run_folder_is_self_contained(tiny_model, sentiment_files, tmp_path, str
     assert 0 < manifest["trainable_params"] <= manifest["total_params"]
     assert manifest["artifact_bytes"] > 0 and manifest["train_seconds"] > 0 and manifest["peak_rss_mb"] > 0
     assert 0.0 <= manifest["metrics"]["validation"]["accuracy"] <= 1.0
-    if strategy != "full":  # adapter and head runs reference the base model instead of copying it
+    if strategy in ("features", "lora"):  # adapter and head runs reference the base model instead of copying it
         assert not list(run.path.rglob("model.safetensors"))
 
 
@@ -119,3 +119,25 @@ def test_same_seed_gives_the_same_run(tiny_model, sentiment_files, tmp_path):
 
     losses = [[e["loss"] for e in json.loads((r.path / "metrics.json").read_text())["history"] if "loss" in e] for r in runs]
     assert losses[0] == losses[1] and losses[0]
+
+
+def test_contrastive_pairs_pair_each_example_with_its_label_and_another():
+    from tunelab.strategies.fewshot import contrastive_pairs
+
+    labels = np.array([0, 0, 1, 1, 2])
+    pairs = contrastive_pairs(["a0", "b0", "c1", "d1", "e2"], labels, iterations=3, seed=0)
+    assert len(pairs["score"]) == 3 * (4 * 2 + 1)  # the lone class-2 example has no positive partner
+    label_of = {"a0": 0, "b0": 0, "c1": 1, "d1": 1, "e2": 2}
+    for first, second, score in zip(pairs["sentence1"], pairs["sentence2"], pairs["score"], strict=True):
+        assert first != second and (label_of[first] == label_of[second]) == (score == 1.0)
+
+
+def test_fewshot_learns_from_eight_examples_per_class(tiny_model, tmp_path):
+    from tests.conftest import make_rows, write_csv
+
+    train_file = write_csv(tmp_path / "t.csv", make_rows(16, 11))
+    dev_file = write_csv(tmp_path / "d.csv", make_rows(40, 12))
+    config = tiny_config(tiny_model, train_file, dev_file, "fewshot", tmp_path, **{"train.learning_rate": 1e-3, "force": True, "fewshot.iterations": 20})
+    run = train(config, RunStore(tmp_path / "runs"))
+    assert run.manifest["strategy_info"]["pairs"] == 2 * 20 * 16
+    assert run.manifest["metrics"]["validation"]["accuracy"] >= 0.7

@@ -7,13 +7,15 @@ from collections.abc import Callable
 from tunelab.strategies.base import FitContext, FitResult
 
 # Proven starting points: full fine-tuning wants a small step, LoRA's few new weights a larger one.
-DEFAULT_LEARNING_RATE = {"full": 2e-5, "lora": 5e-4, "features": None, "adapt": 5e-5, "adapt-lora": 5e-4}
+DEFAULT_LEARNING_RATE = {"full": 2e-5, "lora": 5e-4, "features": None, "fewshot": 2e-5, "adapt": 5e-5, "adapt-lora": 5e-4}
 
 
 def fit_function(strategy: str) -> Callable[[FitContext], FitResult]:
     """The fit entry point of a strategy, imported only when used."""
     if strategy == "features":
         from tunelab.strategies.features import fit
+    elif strategy == "fewshot":
+        from tunelab.strategies.fewshot import fit
     else:
         from tunelab.strategies.finetune import fit
     return fit
