@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from transformers import TrainerCallback
 
-from tunelab import advice
+from tunelab import advice, llm_baseline
 from tunelab.config import RunConfig
 from tunelab.models import ModelRef, encoder_parameter_count, inference_device, load_classifier, load_encoder
 from tunelab.resources import Measure
@@ -180,7 +180,8 @@ def make_plan(config: RunConfig, ref: ModelRef, tokenizer: Any, data: Classifica
     general = tokenizer_statistics(tokenizer, read_corpus(str(general_probe_path())))
     shift = advice.domain_shift_level(domain, general)
     choice = advice.recommend(len(data.train), fits, shift, encoder_parameter_count(ref))
-    return {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "model": ref.given,
+    baseline = llm_baseline.score(data, seed=config.seed) if llm_baseline.configured() else None
+    return {"llm_baseline": baseline,"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "model": ref.given,
             "data": data_profile(data, tokenizer, config.model.max_length), "hardware": machine,
             "estimates": estimates, "fits_in_memory": fits,
             "domain_shift": {"level": shift, "tokenizer_domain": domain, "tokenizer_general": general},
@@ -203,6 +204,12 @@ def render(plan: dict[str, Any]) -> str:
     for strategy, guess in plan["estimates"].items():
         fits = "yes" if plan["fits_in_memory"][strategy] else "no"
         lines.append(f"| {strategy} | {guess['seconds']:.0f} s | {guess['peak_rss_mb']} MB | {fits} |")
+    baseline = plan.get("llm_baseline")
+    if baseline:
+        lines.append("" if "error" in baseline else f"\nLLM baseline ({baseline['model']}, {baseline['shots_per_class']} shots per class,"
+                     f" {baseline['rows']} validation rows): accuracy {baseline['accuracy']:.4f}, macro-F1 {baseline['macro_f1']:.4f}")
+        if "error" in baseline:
+            lines.append(f"LLM baseline unavailable: {baseline['error']}")
     choice = plan["recommendation"]
     lines += ["", f"recommended: --strategy {choice['strategy']}"] + [f"  because {r}" for r in choice["reasons"]]
     lines += [f"  consider: {s}" for s in choice["suggestions"]]

@@ -41,7 +41,8 @@ def fit(ctx: FitContext) -> FitResult:
     from sentence_transformers.trainer import SentenceTransformerTrainer
 
     config, train = ctx.config, ctx.data.train
-    texts = [t if p is None else f"{t} {ctx.tokenizer.sep_token} {p}" for t, p in zip(train.texts, train.pairs or [None] * len(train), strict=True)]
+    seconds = train.pairs or [None] * len(train)
+    texts = [t if p is None else f"{t} {ctx.tokenizer.sep_token} {p}" for t, p in zip(train.texts, seconds, strict=True)]
     word = Transformer(ctx.model_ref.path, max_seq_length=config.model.max_length)
     encoder = SentenceTransformer(modules=[word, Pooling(word.get_embedding_dimension(), pooling_mode=config.model.pooling)],
                                   device=inference_device())
