@@ -72,10 +72,14 @@ def train(config: RunConfig, store: RunStore, data: ClassificationData | None = 
         for message in data.warnings:
             console.warn(message)
     tokenizer = load_tokenizer(ref, config.model.tokenizer)
-    planned = _plan_for(config, ref, tokenizer, data)
+    planned = _choose_strategy(config, ref, tokenizer, data) if config.strategy == "auto" else {}
     if config.train.learning_rate is None:
         config.train.learning_rate = DEFAULT_LEARNING_RATE[config.strategy]
-    findings = guardrails(config, ref, tokenizer, len(data.train))
+    findings = guardrails(config, ref, tokenizer, len(data.train))  # before any calibration is spent
+    if "estimate" not in planned:
+        from tunelab.plan import estimate
+
+        planned["estimate"] = estimate(config, ref, tokenizer, data, config.strategy)
     seed_everything(config.seed)
     with store.writing(config.output_dir, config.strategy) as draft, tempfile.TemporaryDirectory(prefix="tunelab-") as scratch:
         console.info(f"[{draft.id}] {config.strategy} on {ref.given}: {len(data.train)} train / {len(data.validation)}"
@@ -115,21 +119,19 @@ def train(config: RunConfig, store: RunStore, data: ClassificationData | None = 
     run = store.get(draft.id)
     scores = run.manifest["metrics"]["validation"]
     console.result(f"[{run.id}] validation accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f}"
-                 f" ({run.manifest['train_seconds']:.1f}s) -> {run.path}")
+                   f" ({run.manifest['train_seconds']:.1f}s) -> {run.path}")
     return run
 
 
-def _plan_for(config: RunConfig, ref: Any, tokenizer: Any, data: ClassificationData) -> dict[str, Any]:
-    """Estimate the chosen strategy (or, for --strategy auto, choose one from the plan and say why)."""
-    from tunelab.plan import estimate, make_plan
+def _choose_strategy(config: RunConfig, ref: Any, tokenizer: Any, data: ClassificationData) -> dict[str, Any]:
+    """--strategy auto: make the plan, apply its recommendation, and keep the reasons and the estimate."""
+    from tunelab.plan import make_plan
 
-    if config.strategy == "auto":
-        plan = make_plan(config, ref, tokenizer, data)
-        choice = plan["recommendation"]
-        config.strategy = choice["strategy"]
-        console.info(f"--strategy auto chose {config.strategy}: " + "; ".join(choice["reasons"]))
-        return {"auto": choice, "estimate": plan["estimates"][config.strategy]}
-    return {"estimate": estimate(config, ref, tokenizer, data, config.strategy)}
+    plan = make_plan(config, ref, tokenizer, data)
+    choice = plan["recommendation"]
+    config.strategy = choice["strategy"]
+    console.info(f"--strategy auto chose {config.strategy}: " + "; ".join(choice["reasons"]))
+    return {"auto": choice, "estimate": plan["estimates"][config.strategy]}
 
 
 def guardrails(config: RunConfig, ref: Any, tokenizer: Any, train_rows: int) -> list[advice.Finding]:
