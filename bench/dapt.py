@@ -22,8 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "bench"))
@@ -150,7 +148,8 @@ def report(results: dict, args: argparse.Namespace) -> str:
     lines = [f"machine: {results['machine']}", f"date: {results['date']}", "",
              "| adaptation | minutes | tokens seen | domain MLM loss before → after | general MLM loss before → after (forgetting) |",
              "|---|---|---|---|---|"]
-    for key, name in (("finance_adapt", "Reuters, full"), ("finance_adapt_lora", "Reuters, LoRA"), ("bio_adapt", "medical abstracts, full")):
+    adaptations = (("finance_adapt", "Reuters, full"), ("finance_adapt_lora", "Reuters, LoRA"), ("bio_adapt", "medical abstracts, full"))
+    for key, name in adaptations:
         if key in results:
             r, p = results[key], results[key]["probes"]
             lines.append(f"| {name} | {r['minutes']} | {r['tokens_seen']:,} | {p['domain']['mlm_loss_before']:.3f} → "

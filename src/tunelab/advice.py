@@ -35,13 +35,14 @@ def check_hyperparameters(config: RunConfig, train_rows: int) -> list[Finding]:
     """Learning rate out of range for the strategy, no warmup, too many epochs on small data."""
     findings = []
     strategy, train = config.strategy, config.train
-    if strategy in LEARNING_RATE_RANGES and train.learning_rate is not None:
-        low, high = LEARNING_RATE_RANGES[strategy]
+    limits = "lora" if strategy == "adapt" and config.adapt.lora else strategy  # LoRA adaptation trains like LoRA
+    if limits in LEARNING_RATE_RANGES and train.learning_rate is not None:
+        low, high = LEARNING_RATE_RANGES[limits]
         if train.learning_rate > high:
             findings.append(Finding("error", "learning-rate-too-high",
                                     f"train.learning_rate={train.learning_rate:g} is above {high:g} for {strategy}: pre-trained"
                                     f" weights get overwritten in the first steps (catastrophic forgetting); use"
-                                    f" {_default_lr(strategy):g}"))
+                                    f" {_default_lr('adapt-lora' if limits != strategy else strategy):g}"))
         elif train.learning_rate < low:
             findings.append(Finding("warning", "learning-rate-too-low",
                                     f"train.learning_rate={train.learning_rate:g} is below {low:g} for {strategy}: the model will"

@@ -22,7 +22,8 @@ DOMAIN = [f"the central bank raised interest rates by {n} basis points to fight 
 def _adapt_config(tiny_model, corpus, tmp_path, **overrides):
     values = {"model.name_or_path": str(tiny_model), "adapt.corpus": str(corpus), "quiet": True,
               "model.max_length": 32, "train.num_train_epochs": 30, "train.per_device_train_batch_size": 8,
-              "train.learning_rate": 3e-3, "adapt.head_warmup_steps": 20, "adapt.held_out": 0.2}
+              "train.learning_rate": 3e-3, "adapt.head_warmup_steps": 20, "adapt.held_out": 0.2,
+              "force": True}  # a tiny random model needs a learning rate the guardrails rightly refuse for real ones
     values.update(overrides)
     return load_config(None, values)
 

@@ -26,6 +26,8 @@ def _codes(findings):
     ({"strategy": "full", "train.learning_rate": 2e-5, "train.num_train_epochs": 10}, 500, ["many-epochs"]),
     ({"strategy": "full", "train.learning_rate": 2e-5, "train.num_train_epochs": 10}, 20_000, []),
     ({"strategy": "features", "train.learning_rate": 1.0}, 100, []),
+    ({"strategy": "adapt", "train.learning_rate": 3e-3}, 100, ["learning-rate-too-high"]),
+    ({"strategy": "adapt", "adapt.lora": True, "train.learning_rate": 3e-3}, 100, []),
 ])
 def test_hyperparameter_checks(values, rows, expected):
     assert _codes(advice.check_hyperparameters(load_config(None, values), rows)) == expected

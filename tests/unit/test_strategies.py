@@ -137,7 +137,8 @@ def test_fewshot_learns_from_eight_examples_per_class(tiny_model, tmp_path):
 
     train_file = write_csv(tmp_path / "t.csv", make_rows(16, 11))
     dev_file = write_csv(tmp_path / "d.csv", make_rows(40, 12))
-    config = tiny_config(tiny_model, train_file, dev_file, "fewshot", tmp_path, **{"train.learning_rate": 1e-3, "force": True, "fewshot.iterations": 20})
+    overrides = {"train.learning_rate": 1e-3, "force": True, "fewshot.iterations": 20}  # a tiny random encoder needs a large step
+    config = tiny_config(tiny_model, train_file, dev_file, "fewshot", tmp_path, **overrides)
     run = train(config, RunStore(tmp_path / "runs"))
     assert run.manifest["strategy_info"]["pairs"] == 2 * 20 * 16
     assert run.manifest["metrics"]["validation"]["accuracy"] >= 0.7
