@@ -39,6 +39,7 @@ def fit(ctx: FitContext) -> FitResult:
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
     from sentence_transformers.trainer import SentenceTransformerTrainer
+    from transformers import PrinterCallback
 
     config, train = ctx.config, ctx.data.train
     seconds = train.pairs or [None] * len(train)
@@ -53,6 +54,8 @@ def fit(ctx: FitContext) -> FitResult:
         warmup_steps=config.train.warmup_steps, weight_decay=config.train.weight_decay, seed=config.seed, data_seed=config.seed,
         save_strategy="no", report_to="none", disable_tqdm=config.quiet, logging_steps=config.train.logging_steps)
     trainer = SentenceTransformerTrainer(model=encoder, args=arguments, train_dataset=pairs, loss=losses.CosineSimilarityLoss(encoder))
+    if config.quiet:  # without progress bars the Trainer prints every log dict instead
+        trainer.remove_callback(PrinterCallback)
     trainer.train()
     tuned = word.auto_model.eval()
     tuned.save_pretrained(ctx.run_dir / "model")
