@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "bench"))
 
-from classification import machine  # noqa: E402
+from common import machine, write_rows  # noqa: E402
 
 
 def reuters_bodies(folder: Path) -> list[str]:
@@ -56,13 +56,6 @@ def stratified(rows: list[tuple[str, str]], share: float, seed: int) -> tuple[li
 
     return train_test_split(rows, test_size=share, random_state=seed, stratify=[r[1] for r in rows])
 
-
-def write_rows(path: Path, rows: list[tuple[str, str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows(rows)
-    return path
 
 
 def adapt_on(corpus: list[str], folder: Path, store, steps: int, lora: bool = False) -> dict:

@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT / "bench"))
 
-from classification import machine  # noqa: E402
+from common import machine, write_rows  # noqa: E402
 
 
 def sst2() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -60,13 +60,6 @@ def sample(rows: list[tuple[str, str]], size: str, seed: int) -> list[tuple[str,
     return [rows[i] for i in rng.choice(len(rows), int(size), replace=False)]
 
 
-def write(path: Path, rows: list[tuple[str, str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows(rows)
-    return path
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -89,10 +82,10 @@ def main() -> None:
         store = RunStore(Path(tmp) / "runs")
         for name in args.datasets.split(","):
             pool, evaluation = {"sst2": sst2, "trec": trec}[name]()
-            eval_file = write(Path(tmp) / f"{name}-eval.csv", evaluation)
+            eval_file = write_rows(Path(tmp) / f"{name}-eval.csv", evaluation)
             for size in sizes:
                 for seed in range(args.seeds):
-                    train_file = write(Path(tmp) / f"{name}-{size.replace('/', '-')}-{seed}.csv", sample(pool, size, seed))
+                    train_file = write_rows(Path(tmp) / f"{name}-{size.replace('/', '-')}-{seed}.csv", sample(pool, size, seed))
                     for strategy in args.strategies.split(","):
                         config = load_config(None, {"strategy": strategy, "data.train": str(train_file),
                                                     "data.validation": str(eval_file), "seed": seed, "quiet": True})

@@ -98,8 +98,9 @@ class RunStore:
             raise UserError(f"output dir {final}: run name {run_id!r} must be letters, digits, '.', '_' or '-'")
         if final.exists() and any(final.iterdir()):
             raise UserError(f"output dir {final}: already exists and is not empty; choose another or `tunelab runs rm {run_id}`")
-        if self._find(run_id) is not None:
-            raise UserError(f"run {run_id!r}: a run of that name is already in the store at {self._find(run_id).path}")
+        existing = self._find(run_id)
+        if existing is not None:
+            raise UserError(f"run {run_id!r}: a run of that name is already in the store at {existing.path}")
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.parent / f".{run_id}.incomplete-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
