@@ -35,7 +35,8 @@ def slice_tsv(source: Path, target: Path, rows: int) -> Path:
     return target
 
 
-def plain_trainer(train_file: Path, dev_file: Path, epochs: float, batch_size: int, out: Path) -> dict:
+def plain_trainer(train_file: Path, dev_file: Path, epochs: float, batch_size: int, out: Path,
+                  learning_rate: float = 5e-5) -> dict:
     """The reference: the stock Trainer recipe, written the way its documentation shows."""
     import datasets
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
@@ -48,7 +49,7 @@ def plain_trainer(train_file: Path, dev_file: Path, epochs: float, batch_size: i
     encoded = raw.map(lambda b: tokenizer(b["sentence"], truncation=True, max_length=128), batched=True)
     model = AutoModelForSequenceClassification.from_pretrained(bundled_model_path(), num_labels=2)
     args = TrainingArguments(output_dir=str(out), num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-                             per_device_eval_batch_size=64, save_strategy="no", report_to="none", seed=42,
+                             per_device_eval_batch_size=64, learning_rate=learning_rate, save_strategy="no", report_to="none", seed=42,
                              disable_tqdm=True, logging_strategy="no")
     trainer = Trainer(model=model, args=args, train_dataset=encoded["train"], processing_class=tokenizer)
     start = time.perf_counter()

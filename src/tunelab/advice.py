@@ -110,6 +110,26 @@ def collapse_finding(distinct_predictions: int, num_labels: int, epoch: float) -
     return None
 
 
+def overfitting(evaluations: list[tuple[float, float, float]], patience: int) -> bool:
+    """True when, for `patience` evaluations in a row, the validation metric sat below its best while the
+    validation-minus-train loss gap grew. Each evaluation is (metric, validation loss, mean train loss since the last)."""
+    if patience <= 0 or len(evaluations) <= patience:
+        return False
+    best = max(metric for metric, _, _ in evaluations[:-patience])
+    gaps = [validation - train for _, validation, train in evaluations]
+    recent = range(len(evaluations) - patience, len(evaluations))
+    return all(evaluations[i][0] < best and gaps[i] > gaps[i - 1] for i in recent)
+
+
+def overfitting_finding(evaluations: list[tuple[float, float, float]], epoch: float, patience: int) -> Finding:
+    """The message for an overfitting stop, with the numbers that triggered it."""
+    first, last = evaluations[-patience - 1], evaluations[-1]
+    return Finding("warning", "overfitting", f"stopped at epoch {epoch:g}: for {patience} evaluation(s) validation"
+                   f" {last[0]:.4f} stayed below its best {max(m for m, _, _ in evaluations):.4f} while the validation-train"
+                   f" loss gap grew from {first[1] - first[2]:.4f} to {last[1] - last[2]:.4f}; the best epoch is kept."
+                   " Fix: fewer epochs, a lower learning rate, more data, or the lora/features strategies")
+
+
 def enforce(findings: list[Finding], force: bool) -> None:
     """Raise on errors unless forced; warnings are the caller's to print."""
     errors = [f for f in findings if f.level == "error"]

@@ -49,6 +49,8 @@ def _add_training(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, default=None, help=f"{text} [{path}]")
     parser.add_argument("--config", default=None, help="YAML config file; flags and key=value override it")
     parser.add_argument("--force", action="store_true", help="train despite guardrail errors [force]")
+    parser.add_argument("--probe-forgetting", action="store_true",
+                        help="after training, measure general-English masked-LM loss, base vs fine-tuned [probe_forgetting]")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. train.learning_rate=3e-5")
     _add_store(parser)
 
@@ -69,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training(train)
     train.add_argument("--strategy", default=None, help="features | full | lora | auto (default: full) [strategy]")
     train.add_argument("--seeds", type=int, default=1, help="train with N seeds (seed, seed+1, ...) and report mean ± std")
+    train.add_argument("--resume", default=None, metavar="RUN_OR_DIR",
+                       help="continue an interrupted run from its latest checkpoint, with its own config")
     train.set_defaults(handler=_train)
 
     plan = commands.add_parser("plan", help="profile data and hardware, estimate each strategy, recommend one")
@@ -116,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
     listing = runs_commands.add_parser("list", help="all runs with their scores")
     listing.add_argument("--json", action="store_true")
+    listing.add_argument("--interrupted", action="store_true", help="list runs whose process died before they finished")
     _add_store(listing)
     listing.set_defaults(handler=_runs_list)
     show = runs_commands.add_parser("show", help="one run's manifest")
@@ -139,6 +144,8 @@ def _config(args: argparse.Namespace, flags: dict[str, tuple[str, str]] = CONFIG
         overrides["quiet"] = True
     if args.force:
         overrides["force"] = True
+    if getattr(args, "probe_forgetting", False):
+        overrides["probe_forgetting"] = True
     return apply_overrides(load_config(args.config, overrides), args.overrides)
 
 
@@ -155,6 +162,9 @@ def _columns(args: argparse.Namespace) -> dict[str, str | None]:
 def _train(args: argparse.Namespace) -> None:
     from tunelab.pipeline import train
 
+    if args.resume:
+        _resume(args)
+        return
     config = _config(args)
     if args.seeds > 1:
         from tunelab.compare import compare
@@ -162,6 +172,20 @@ def _train(args: argparse.Namespace) -> None:
         compare(config, _store(args), [config.strategy], seeds=args.seeds)
         return
     train(config, _store(args))
+
+
+def _resume(args: argparse.Namespace) -> None:
+    from tunelab.config import load_config
+    from tunelab.pipeline import train
+
+    given = [f"--{flag.replace('_', '-')}" for flag in CONFIG_FLAGS if getattr(args, flag) is not None]
+    given += ["--config"] * bool(args.config) + ["--strategy"] * bool(args.strategy) + ["key=value"] * bool(args.overrides)
+    given += ["--seeds"] * (args.seeds != 1) + ["--probe-forgetting"] * args.probe_forgetting + ["--force"] * args.force
+    if given:
+        raise UserError(f"--resume continues a run with the config it was started with; drop {', '.join(given)}")
+    store = _store(args)
+    folder = store.find_interrupted(args.resume)
+    train(load_config(folder / "config.yaml", {"quiet": True} if args.quiet else None), store, resume=folder)
 
 
 def _plan(args: argparse.Namespace) -> None:
@@ -214,6 +238,9 @@ def _predict(args: argparse.Namespace) -> None:
 
 
 def _runs_list(args: argparse.Namespace) -> None:
+    if args.interrupted:
+        _runs_interrupted(args)
+        return
     runs = _store(args).list()
     if args.json:
         print(json.dumps([{"id": r.id, "path": str(r.path), **r.manifest} for r in runs], indent=2, default=str))
@@ -229,6 +256,23 @@ def _runs_list(args: argparse.Namespace) -> None:
         model = run.manifest.get("base_model", {}).get("given", "-")
         print(f"{run.id:<36} {run.kind:<10} {run.manifest.get('strategy', '-'):<9} {model[:22]:<22} {accuracy:>8} {f1:>8}"
               f"  {run.manifest.get('created', '')}")
+
+
+def _runs_interrupted(args: argparse.Namespace) -> None:
+    from tunelab.training import latest_checkpoint
+
+    found = []
+    for run_id, folder in _store(args).interrupted():
+        checkpoint = latest_checkpoint(folder / "checkpoints")
+        found.append({"id": run_id, "path": str(folder), "checkpoint": checkpoint.name if checkpoint else None})
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return
+    if not found:
+        print(f"no interrupted runs in {_store(args).root}")
+    for run in found:
+        action = f"resume: tunelab train --resume {run['id']}" if run["checkpoint"] else "no checkpoint; remove it"
+        print(f"{run['id']:<36} {run['checkpoint'] or '-':<18} {action}")
 
 
 def _runs_show(args: argparse.Namespace) -> None:

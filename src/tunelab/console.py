@@ -6,6 +6,7 @@ import sys
 import warnings
 
 _quiet = False
+_silent = False  # a non-zero rank of a multi-process launch: rank 0 speaks for all
 
 
 def set_quiet(quiet: bool) -> None:
@@ -25,17 +26,26 @@ def set_quiet(quiet: bool) -> None:
         transformers.utils.logging.enable_progress_bar()
 
 
+def set_silent() -> None:
+    """Nothing at all from this process (quiet, and no results or warnings either)."""
+    global _silent
+    _silent = True
+    set_quiet(True)
+
+
 def info(message: str) -> None:
     """A line for the human at the terminal (suppressed by --quiet)."""
-    if not _quiet:
+    if not _quiet and not _silent:
         print(message, flush=True)
 
 
 def result(message: str) -> None:
     """A result line (final scores, tables): printed even with --quiet."""
-    print(message, flush=True)
+    if not _silent:
+        print(message, flush=True)
 
 
 def warn(message: str) -> None:
-    """A warning line on stderr (never suppressed)."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
+    """A warning line on stderr (never suppressed, except on the silent ranks of a multi-process run)."""
+    if not _silent:
+        print(f"warning: {message}", file=sys.stderr, flush=True)

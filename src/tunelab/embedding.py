@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from tunelab.hardware import autocast
+
 
 def pool(hidden: Any, mask: Any, pooling: str) -> Any:
     """Mean over real tokens (padding excluded), or the first ([CLS]) token."""
@@ -34,8 +36,9 @@ def embed(
     pooling: str = "mean",
     batch_size: int = 64,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> np.ndarray:
-    """Embed texts in length-sorted batches (little padding); returns float32 [n, hidden] in input order."""
+    """Embed texts in length-sorted batches (little padding), under `precision` autocast; float32 [n, hidden] in input order."""
     import torch
     from tqdm.auto import tqdm
 
@@ -43,7 +46,8 @@ def embed(
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     device = next(model.parameters()).device
     model.eval()
-    with torch.inference_mode(), tqdm(total=len(texts), desc="Embedding", unit="text", disable=not progress) as bar:
+    bar = tqdm(total=len(texts), desc="Embedding", unit="text", disable=not progress)
+    with torch.inference_mode(), autocast(precision, device.type), bar:
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
             batch = tokenizer(

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from tunelab.embedding import embed
+from tunelab.hardware import autocast
 from tunelab.models import fingerprint, inference_device, load_classifier, load_encoder, resolve_model
 from tunelab.strategies.heads import Head
 
@@ -24,13 +25,16 @@ class Predictor:
         self.tokenizer = tokenizer
         self.model = model
         self.head = head
+        # A run predicts in the precision it was trained in (its features were embedded in it, too).
+        self.precision: str = manifest.get("precision", "fp32")
 
     def predict_proba(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
                       batch_size: int = 64, progress: bool = False) -> np.ndarray:
         """[n, num_labels] probabilities, in input order."""
         if self.head is not None:
             vectors = embed(self.model, self.tokenizer, texts, pairs, max_length=self.max_length,
-                            pooling=self.manifest["pooling"], batch_size=batch_size, progress=progress)
+                            pooling=self.manifest["pooling"], batch_size=batch_size, progress=progress,
+                            precision=self.precision)
             return self.head.predict_proba(vectors)
         return self._classify(texts, pairs, batch_size, progress)
 
@@ -41,7 +45,8 @@ class Predictor:
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
         device = next(self.model.parameters()).device
-        with torch.inference_mode(), tqdm(total=len(texts), desc="Predicting", unit="text", disable=not progress) as bar:
+        bar = tqdm(total=len(texts), desc="Predicting", unit="text", disable=not progress)
+        with torch.inference_mode(), autocast(self.precision, device.type), bar:
             for start in range(0, len(order), batch_size):
                 rows = order[start:start + batch_size]
                 batch = self.tokenizer([texts[i] for i in rows], [pairs[i] for i in rows] if pairs else None,

@@ -94,7 +94,8 @@ def load_model_config(ref: ModelRef) -> Any:
         raise load_error(ref, exc) from None
 
 
-def load_classifier(ref: ModelRef, labels: list[str], dtype: Any = None) -> tuple[Any, set[str]]:
+def load_classifier(ref: ModelRef, labels: list[str], dtype: Any = None,
+                    attn_implementation: str | None = None) -> tuple[Any, set[str]]:
     """A sequence-classification model with a fresh head; also returns newly initialised parameter names."""
     from transformers import AutoModelForSequenceClassification
 
@@ -107,6 +108,7 @@ def load_classifier(ref: ModelRef, labels: list[str], dtype: Any = None) -> tupl
             label2id={label: i for i, label in enumerate(labels)},
             output_loading_info=True,
             **({"dtype": dtype} if dtype is not None else {}),
+            **({"attn_implementation": attn_implementation} if attn_implementation else {}),
         )
     except (OSError, ValueError) as exc:
         raise load_error(ref, exc) from None

@@ -14,12 +14,13 @@ from typing import Any
 
 import yaml
 
-from tunelab import __version__, advice, console
+from tunelab import __version__, advice, console, distributed
 from tunelab.config import DataConfig, RunConfig
 from tunelab.errors import UserError
+from tunelab.hardware import resolve_precision
 from tunelab.inference import load_predictor, load_run_predictor
 from tunelab.models import encoder_parameter_count, fingerprint, load_model_config, load_tokenizer, resolve_model
-from tunelab.registry import MANIFEST, Run, RunStore, folder_size, write_json
+from tunelab.registry import CHECKPOINTS, MANIFEST, Draft, Run, RunStore, folder_size, write_json
 from tunelab.resources import Measure
 from tunelab.strategies import DEFAULT_LEARNING_RATE, FitContext, fit_function
 from tunelab.tasks.classification import ClassificationData, Examples, compute_metrics, load_data, prediction_records, read_examples
@@ -61,11 +62,16 @@ def seed_everything(seed: int) -> None:
     set_seed(seed)
 
 
-def train(config: RunConfig, store: RunStore, data: ClassificationData | None = None) -> Run:
-    """Fit one strategy, save a self-contained run, score the saved run on validation (and test)."""
+def train(config: RunConfig, store: RunStore, data: ClassificationData | None = None, resume: Path | None = None) -> Run:
+    """Fit one strategy, save a self-contained run, score the saved run on validation (and test).
+
+    `resume` is an interrupted run's hidden folder (RunStore.find_interrupted): training continues from
+    its latest checkpoint. Under torchrun/accelerate every rank trains; rank 0 alone writes.
+    """
     config = copy.deepcopy(config).validate()
     if config.strategy == "adapt":
         raise UserError("strategy 'adapt' is continued pre-training: run `tunelab adapt --corpus FILE` instead")
+    _check_distributed(config)
     ref = resolve_model(config.model.name_or_path, config.model.revision, store.root)
     if data is None:
         data = load_data(config.data, config.seed)
@@ -75,52 +81,106 @@ def train(config: RunConfig, store: RunStore, data: ClassificationData | None = 
     planned = _choose_strategy(config, ref, tokenizer, data) if config.strategy == "auto" else {}
     if config.train.learning_rate is None:
         config.train.learning_rate = DEFAULT_LEARNING_RATE[config.strategy]
+    config.train.precision = resolve_precision(config.train.precision)  # config.yaml records what ran
     findings = guardrails(config, ref, tokenizer, len(data.train))  # before any calibration is spent
-    if "estimate" not in planned:
+    if "estimate" not in planned and distributed.world_size() == 1:  # calibrating would need every rank in step
         from tunelab.plan import estimate
 
         planned["estimate"] = estimate(config, ref, tokenizer, data, config.strategy)
     seed_everything(config.seed)
-    with store.writing(config.output_dir, config.strategy) as draft, tempfile.TemporaryDirectory(prefix="tunelab-") as scratch:
-        console.info(f"[{draft.id}] {config.strategy} on {ref.given}: {len(data.train)} train / {len(data.validation)}"
-                     f" validation examples, {len(data.labels)} labels")
-        context = FitContext(config, data, ref, tokenizer, draft.path, Path(scratch), store.root / ".cache")
-        with Measure() as cost:
-            result = fit_function(config.strategy)(context)
-        manifest = {
-            "kind": "run", "id": draft.id, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "task": config.task, "strategy": config.strategy, "artifact": result.artifact, "seed": config.seed,
-            "base_model": {"given": ref.given, "path": ref.path, "revision": ref.revision, "fingerprint": fingerprint(ref)},
-            "labels": data.labels, "max_length": config.model.max_length, "pooling": config.model.pooling,
-            "columns": {"text": config.data.text_column, "text_pair": config.data.text_pair_column,
-                        "label": config.data.label_column},
-            "peft_method": config.peft.method if config.strategy == "lora" else None,
-            "versions": versions(),
-        }
-        predictor = load_predictor(draft.path, manifest, store.root)
-        metrics = {"validation": _score(predictor, data.validation, data.labels, config.quiet)}
-        if data.test is not None:
-            metrics["test"] = _score(predictor, data.test, data.labels, config.quiet)
-        manifest.update({
-            "metrics": {split: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]} for split, m in metrics.items()},
-            "train_seconds": round(cost.seconds, 2), "peak_rss_mb": round(cost.peak_rss_mb, 1),
-            "peak_gpu_mb": round(cost.peak_gpu_mb, 1) if cost.peak_gpu_mb is not None else None,
-            "trainable_params": result.trainable_params, "total_params": result.total_params,
-            "strategy_info": result.info,
-            "advice": advice.as_records(findings) + result.info.pop("advice", []),
-            "plan": planned | {"actual_over_estimate": {"seconds": round(cost.seconds / max(planned["estimate"]["seconds"], 1e-9), 3),
-                                                        "peak_rss_mb": round(cost.peak_rss_mb / planned["estimate"]["peak_rss_mb"], 3)}},
-            "data": _data_summary(config.data, data),
-        })
-        (draft.path / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-        write_json(draft.path / "metrics.json", {**metrics, "history": result.history})
-        manifest["artifact_bytes"] = folder_size(draft.path / result.artifact)
-        write_json(draft.path / MANIFEST, manifest)
-    run = store.get(draft.id)
+    if distributed.is_main():
+        with store.writing(config.output_dir, config.strategy, resume) as draft:
+            distributed.share((draft.id, str(draft.path), draft.resumed))
+            _fit_and_record(config, ref, tokenizer, data, draft, store, planned, findings)
+        run_id = draft.id
+    else:  # the same fit in step with rank 0, writing nothing
+        run_id, path, resumed = distributed.share(None)
+        with tempfile.TemporaryDirectory(prefix="tunelab-") as scratch:
+            fit_function(config.strategy)(FitContext(config, data, ref, tokenizer, Path(path), Path(scratch),
+                                                     store.root / ".cache", resume=resumed))
+    distributed.barrier()  # rank 0 has renamed and indexed the run
+    run = store.get(run_id)
     scores = run.manifest["metrics"]["validation"]
     console.result(f"[{run.id}] validation accuracy {scores['accuracy']:.4f}, macro-F1 {scores['macro_f1']:.4f}"
                    f" ({run.manifest['train_seconds']:.1f}s) -> {run.path}")
     return run
+
+
+def _forgetting(config: RunConfig, ref: Any, tokenizer: Any, predictor: Any, data: ClassificationData) -> dict[str, Any]:
+    if config.strategy == "features":
+        return {"skipped": "the features strategy never changes the encoder, so it forgets nothing"}
+    from tunelab.forgetting import probe_forgetting
+
+    report = probe_forgetting(config, ref, tokenizer, predictor.model.base_model, data.train.texts)
+    console.result(f"forgetting probe (general-English MLM loss): {report['mlm_loss_before']:.4f} base ->"
+                   f" {report['mlm_loss_after']:.4f} fine-tuned ({report['change']:+.1%})")
+    return report
+
+
+def _check_distributed(config: RunConfig) -> None:
+    distributed.init()
+    if distributed.world_size() == 1:
+        return
+    if config.strategy not in distributed.DISTRIBUTED_STRATEGIES:
+        raise UserError(f"strategy {config.strategy!r}: runs in one process; multi-process training (torchrun,"
+                        f" accelerate launch) is for {' and '.join(distributed.DISTRIBUTED_STRATEGIES)}; choose one explicitly")
+    if config.train.gradual_unfreezing:  # DDP fixes the set of trained parameters when it wraps the model
+        raise UserError("config train.gradual_unfreezing: not available in multi-process training; use layerwise_lr_decay")
+    if not distributed.is_main():
+        console.set_silent()
+
+
+def _fit_and_record(config: RunConfig, ref: Any, tokenizer: Any, data: ClassificationData, draft: Draft, store: RunStore,
+                    planned: dict[str, Any], findings: list[advice.Finding]) -> None:
+    """Rank 0's part: fit into the draft, then score the reloaded run and write its manifest and metrics."""
+    (draft.path / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))  # what --resume reads
+    verb = "resuming" if draft.resumed else "training"
+    console.info(f"[{draft.id}] {verb} {config.strategy} on {ref.given}: {len(data.train)} train / {len(data.validation)}"
+                 f" validation examples, {len(data.labels)} labels")
+    with tempfile.TemporaryDirectory(prefix="tunelab-") as scratch, Measure() as cost:
+        context = FitContext(config, data, ref, tokenizer, draft.path, Path(scratch), store.root / ".cache",
+                             resume=draft.resumed)
+        try:
+            result = fit_function(config.strategy)(context)
+        except KeyboardInterrupt:
+            if (draft.path / CHECKPOINTS).is_dir():
+                console.warn(f"[{draft.id}] interrupted; continue it with `tunelab train --resume {draft.id}`")
+            raise
+    manifest = {
+        "kind": "run", "id": draft.id, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "task": config.task, "strategy": config.strategy, "artifact": result.artifact, "seed": config.seed,
+        "base_model": {"given": ref.given, "path": ref.path, "revision": ref.revision, "fingerprint": fingerprint(ref)},
+        "labels": data.labels, "max_length": config.model.max_length, "pooling": config.model.pooling,
+        "precision": config.train.precision,
+        "columns": {"text": config.data.text_column, "text_pair": config.data.text_pair_column,
+                    "label": config.data.label_column},
+        "peft_method": config.peft.method if config.strategy == "lora" else None,
+        "processes": distributed.world_size(), "resumed": draft.resumed,
+        "versions": versions(),
+    }
+    predictor = load_predictor(draft.path, manifest, store.root)
+    metrics = {"validation": _score(predictor, data.validation, data.labels, config.quiet)}
+    if data.test is not None:
+        metrics["test"] = _score(predictor, data.test, data.labels, config.quiet)
+    if config.probe_forgetting:
+        manifest["forgetting"] = _forgetting(config, ref, tokenizer, predictor, data)
+    if planned.get("estimate"):
+        planned["actual_over_estimate"] = {
+            "seconds": round(cost.seconds / max(planned["estimate"]["seconds"], 1e-9), 3),
+            "peak_rss_mb": round(cost.peak_rss_mb / planned["estimate"]["peak_rss_mb"], 3)}
+    manifest.update({
+        "metrics": {split: {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]} for split, m in metrics.items()},
+        "train_seconds": round(cost.seconds, 2), "peak_rss_mb": round(cost.peak_rss_mb, 1),
+        "peak_gpu_mb": round(cost.peak_gpu_mb, 1) if cost.peak_gpu_mb is not None else None,
+        "trainable_params": result.trainable_params, "total_params": result.total_params,
+        "strategy_info": result.info,
+        "advice": advice.as_records(findings) + result.info.pop("advice", []),
+        "plan": planned,
+        "data": _data_summary(config.data, data),
+    })
+    write_json(draft.path / "metrics.json", {**metrics, "history": result.history})
+    manifest["artifact_bytes"] = folder_size(draft.path / result.artifact)
+    write_json(draft.path / MANIFEST, manifest)
 
 
 def _choose_strategy(config: RunConfig, ref: Any, tokenizer: Any, data: ClassificationData) -> dict[str, Any]:

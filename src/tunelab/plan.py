@@ -7,7 +7,6 @@ data), not from a constant table, and every run records its estimate beside what
 from __future__ import annotations
 
 import math
-import os
 import tempfile
 import time
 from collections import Counter
@@ -19,7 +18,8 @@ from transformers import TrainerCallback
 
 from tunelab import advice, llm_baseline
 from tunelab.config import RunConfig
-from tunelab.models import ModelRef, encoder_parameter_count, inference_device, load_classifier, load_encoder
+from tunelab.hardware import describe, resolve_precision
+from tunelab.models import ModelRef, encoder_parameter_count, inference_device, load_encoder
 from tunelab.resources import Measure
 from tunelab.strategies import DEFAULT_LEARNING_RATE
 from tunelab.tasks.classification import ClassificationData, Examples, tokenize
@@ -45,31 +45,6 @@ def data_profile(data: ClassificationData, tokenizer: Any, max_length: int) -> d
     }
 
 
-def hardware() -> dict[str, Any]:
-    """CPU cores and bf16 support, GPU name and memory, free RAM."""
-    import torch
-
-    flags = ""
-    if Path("/proc/cpuinfo").is_file():
-        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), "")
-    info = {"cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cpu_bf16": any(f in flags.split() for f in ("avx512_bf16", "amx_bf16")),
-            "free_ram_mb": _available_ram_mb(), "gpu": None}
-    if torch.cuda.is_available():
-        properties = torch.cuda.get_device_properties(0)
-        info["gpu"] = {"name": properties.name, "memory_mb": round(properties.total_memory / 2**20),
-                       "bf16": torch.cuda.is_bf16_supported(), "count": torch.cuda.device_count()}
-    return info
-
-
-def _available_ram_mb() -> float | None:
-    try:
-        line = next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemAvailable"))
-        return round(int(line.split()[1]) / 1024)
-    except (OSError, StopIteration):
-        return None
-
-
 class StepClock(TrainerCallback):
     """Trainer callback: wall time of each optimiser step."""
 
@@ -87,7 +62,7 @@ def calibrate_training(config: RunConfig, ref: ModelRef, tokenizer: Any, data: C
     """Seconds per optimiser step and peak memory, from a few real Trainer steps on sampled batches."""
     from transformers import PrinterCallback
 
-    from tunelab.strategies.finetune import new_module_names, peft_config
+    from tunelab.strategies.finetune import prepare_model
     from tunelab.training import build_trainer
 
     batch = config.train.per_device_train_batch_size
@@ -99,11 +74,7 @@ def calibrate_training(config: RunConfig, ref: ModelRef, tokenizer: Any, data: C
     clock = StepClock()
     started = time.perf_counter()
     with Measure() as cost, tempfile.TemporaryDirectory() as scratch:
-        model, missing = load_classifier(ref, data.labels)
-        if strategy == "lora":
-            from peft import get_peft_model
-
-            model = get_peft_model(model, peft_config(config.peft, new_module_names(missing), CALIBRATION_STEPS))
+        model, _ = prepare_model(config, ref, data.labels, strategy, CALIBRATION_STEPS)
         trainer = build_trainer(config, model, tokenizer, sample, None, Path(scratch), DEFAULT_LEARNING_RATE[strategy],
                                 max_steps=CALIBRATION_STEPS, eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
                                 disable_tqdm=True, logging_strategy="no")
@@ -125,13 +96,14 @@ def calibrate_embedding(config: RunConfig, ref: ModelRef, tokenizer: Any, exampl
     from tunelab.embedding import embed
 
     sample = examples.select(np.arange(min(len(examples), 2 * config.features.batch_size)))
+    precision = resolve_precision(config.train.precision)
     with Measure() as cost:
         encoder = load_encoder(ref).to(inference_device())
         embed(encoder, tokenizer, sample.texts[:8], sample.pairs[:8] if sample.pairs else None, max_length=config.model.max_length,
-              progress=False)  # warm-up
+              progress=False, precision=precision)  # warm-up
         start = time.perf_counter()
         embed(encoder, tokenizer, sample.texts, sample.pairs, max_length=config.model.max_length,
-              batch_size=config.features.batch_size, progress=False)
+              batch_size=config.features.batch_size, progress=False, precision=precision)
         rate = len(sample) / (time.perf_counter() - start)
     return {"texts_per_second": rate, "peak_rss_mb": cost.peak_rss_mb, "peak_gpu_mb": cost.peak_gpu_mb or 0.0}
 
@@ -171,7 +143,7 @@ def make_plan(config: RunConfig, ref: ModelRef, tokenizer: Any, data: Classifica
     from tunelab.data.corpus import read_corpus
     from tunelab.strategies.dapt import tokenizer_statistics
 
-    machine = hardware()
+    machine = describe()
     estimates = {s: estimate(config, ref, tokenizer, data, s) for s in strategies}
     budget = (machine["gpu"]["memory_mb"] if machine["gpu"] else machine["free_ram_mb"]) or float("inf")
     key = "peak_gpu_mb" if machine["gpu"] else "peak_rss_mb"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from transformers import TrainerCallback
+
 from tunelab.config import RunConfig
+from tunelab.hardware import resolve_precision
 
 
 def training_arguments(config: RunConfig, output_dir: Path, learning_rate: float, **overrides: Any) -> Any:
@@ -14,6 +18,7 @@ def training_arguments(config: RunConfig, output_dir: Path, learning_rate: float
     from transformers import TrainingArguments
 
     train = config.train
+    precision = resolve_precision(train.precision)
     arguments = dict(
         output_dir=str(output_dir),
         learning_rate=learning_rate,
@@ -26,11 +31,12 @@ def training_arguments(config: RunConfig, output_dir: Path, learning_rate: float
         weight_decay=train.weight_decay,
         lr_scheduler_type=train.lr_scheduler_type,
         max_grad_norm=train.max_grad_norm,
-        bf16=train.precision == "bf16",
-        fp16=train.precision == "fp16",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        torch_compile=train.torch_compile,
         eval_strategy="epoch",
-        save_strategy="epoch",
-        save_only_model=True,
+        save_strategy="epoch",  # and every train.save_steps (CheckpointEvery), for --resume
+        save_only_model=False,  # resuming needs the optimizer, scheduler and RNG states
         save_total_limit=1,  # the best checkpoint is always kept besides the latest
         load_best_model_at_end=True,
         metric_for_best_model=train.metric_for_best_model,
@@ -44,8 +50,33 @@ def training_arguments(config: RunConfig, output_dir: Path, learning_rate: float
         disable_tqdm=config.quiet,
         log_level="error",  # the Trainer would otherwise reset transformers' verbosity to its own
         dataloader_pin_memory=_has_cuda(),
+        use_cpu=not _has_cuda(),  # the Trainer refuses bf16 without a GPU unless told it runs on the CPU
     )
     return TrainingArguments(**{**arguments, **overrides})
+
+
+class CheckpointEvery(TrainerCallback):
+    """Save a checkpoint every `steps` optimizer steps as well as each epoch (evaluation stays per epoch)."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step % self.steps == 0:
+            control.should_save = True
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    """The newest complete Trainer checkpoint under `folder` (trainer_state.json is written last); partial ones are removed."""
+    if not folder.is_dir():
+        return None
+    complete = []
+    for checkpoint in folder.glob("checkpoint-*"):
+        if (checkpoint / "trainer_state.json").is_file():
+            complete.append(checkpoint)
+        else:
+            shutil.rmtree(checkpoint, ignore_errors=True)  # killed mid-save
+    return max(complete, key=lambda c: int(c.name.rsplit("-", 1)[1]), default=None)
 
 
 def _has_cuda() -> bool:
@@ -69,7 +100,9 @@ def build_trainer(
     """A Trainer (dynamic padding unless another collator is given) with optional early stopping."""
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer
 
-    callbacks = []
+    callbacks: list[Any] = []
+    if config.train.save_steps:
+        callbacks.append(CheckpointEvery(config.train.save_steps))
     if config.train.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
     trainer = Trainer(

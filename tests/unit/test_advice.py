@@ -109,3 +109,34 @@ def test_collapse_is_detected_on_a_model_that_predicts_one_class(tiny_model, tmp
 def test_collapse_finding_only_for_a_single_predicted_class():
     assert advice.collapse_finding(1, 3, 1.0).code == "collapse"
     assert advice.collapse_finding(2, 3, 1.0) is None
+
+
+def test_overfitting_needs_a_falling_metric_and_a_growing_gap():
+    from tunelab.advice import overfitting
+
+    # (validation metric, validation loss, mean train loss)
+    rising = [(0.70, 0.60, 0.65), (0.80, 0.50, 0.45), (0.85, 0.45, 0.30)]
+    overfit = [(0.80, 0.50, 0.45), (0.85, 0.45, 0.30), (0.83, 0.55, 0.20), (0.82, 0.70, 0.10)]
+    noisy = [(0.80, 0.50, 0.45), (0.85, 0.45, 0.30), (0.83, 0.40, 0.30), (0.82, 0.38, 0.30)]  # gap shrinks
+    assert not overfitting(rising, 2)
+    assert overfitting(overfit, 2)
+    assert not overfitting(noisy, 2)
+    assert not overfitting(overfit, 0) and not overfitting(overfit[:2], 2)
+
+
+def test_overfit_watch_stops_training_and_says_why():
+    from types import SimpleNamespace
+
+    from transformers import TrainerControl
+
+    from tunelab.strategies.finetune import OverfitWatch
+
+    watch, control, state = OverfitWatch("macro_f1", 2), TrainerControl(), SimpleNamespace(log_history=[], epoch=0.0)
+    for epoch, (metric, validation_loss, train_loss) in enumerate([(0.8, 0.5, 0.45), (0.85, 0.45, 0.3), (0.83, 0.55, 0.2),
+                                                                   (0.82, 0.7, 0.1)], start=1):
+        state.log_history.append({"loss": train_loss, "step": epoch})
+        state.epoch = float(epoch)
+        assert not control.should_training_stop
+        watch.on_evaluate(None, state, control, {"eval_macro_f1": metric, "eval_loss": validation_loss})
+    assert control.should_training_stop
+    assert watch.findings[0]["code"] == "overfitting" and "stopped at epoch 4" in watch.findings[0]["message"]

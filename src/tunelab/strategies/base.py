@@ -20,8 +20,14 @@ class FitContext:
     model_ref: ModelRef
     tokenizer: Any
     run_dir: Path  # the (still temporary) run folder: artifacts go here
-    scratch: Path  # checkpoints and other files that do not belong in the run
+    scratch: Path  # files that do not belong in the run and need not survive a crash
     cache_root: Path  # shared caches (embeddings) that outlive runs
+    resume: bool = False  # continue from the latest checkpoint under `checkpoints`
+
+    @property
+    def checkpoints(self) -> Path:
+        """Trainer checkpoints: inside the draft, so a killed run can resume; dropped when the run completes."""
+        return self.run_dir / "checkpoints"
 
 
 @dataclass

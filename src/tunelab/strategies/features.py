@@ -9,9 +9,10 @@ from tunelab.strategies.heads import fit_head
 
 
 def cache_key(ctx: FitContext) -> str:
-    """Everything that changes a vector: weights, tokenizer, max length, pooling."""
+    """Everything that changes a vector: weights, tokenizer, max length, pooling, precision."""
     model = ctx.config.model
-    return f"{fingerprint(ctx.model_ref)}-{tokenizer_fingerprint(ctx.tokenizer)}-{model.max_length}-{model.pooling}"
+    key = f"{fingerprint(ctx.model_ref)}-{tokenizer_fingerprint(ctx.tokenizer)}-{model.max_length}-{model.pooling}"
+    return key if ctx.config.train.precision == "fp32" else f"{key}-{ctx.config.train.precision}"  # fp32 keeps old caches
 
 
 def fit(ctx: FitContext) -> FitResult:
@@ -23,7 +24,8 @@ def fit(ctx: FitContext) -> FitResult:
         nonlocal encoder
         encoder = encoder or load_encoder(ctx.model_ref).to(inference_device())
         return embed(encoder, ctx.tokenizer, texts, pairs, max_length=config.model.max_length,
-                     pooling=config.model.pooling, batch_size=config.features.batch_size, progress=not config.quiet)
+                     pooling=config.model.pooling, batch_size=config.features.batch_size, progress=not config.quiet,
+                     precision=config.train.precision)
 
     train = ctx.data.train
     if config.features.cache:

@@ -52,6 +52,7 @@ def fit(ctx: FitContext) -> FitResult:
         output_dir=str(ctx.scratch / "fewshot"), num_train_epochs=config.fewshot.num_train_epochs,
         per_device_train_batch_size=config.train.per_device_train_batch_size, learning_rate=config.train.learning_rate,
         warmup_steps=config.train.warmup_steps, weight_decay=config.train.weight_decay, seed=config.seed, data_seed=config.seed,
+        bf16=config.train.precision == "bf16", fp16=config.train.precision == "fp16", use_cpu=inference_device() == "cpu",
         save_strategy="no", report_to="none", disable_tqdm=config.quiet, logging_steps=config.train.logging_steps)
     trainer = SentenceTransformerTrainer(model=encoder, args=arguments, train_dataset=pairs, loss=losses.CosineSimilarityLoss(encoder))
     if config.quiet:  # without progress bars the Trainer prints every log dict instead
@@ -61,7 +62,8 @@ def fit(ctx: FitContext) -> FitResult:
     tuned.save_pretrained(ctx.run_dir / "model")
     ctx.tokenizer.save_pretrained(ctx.run_dir / "model")
     vectors = embed(tuned, ctx.tokenizer, train.texts, train.pairs, max_length=config.model.max_length,
-                    pooling=config.model.pooling, batch_size=config.features.batch_size, progress=not config.quiet)
+                    pooling=config.model.pooling, batch_size=config.features.batch_size, progress=not config.quiet,
+                    precision=config.train.precision)
     head = fit_head(vectors, train.labels, len(ctx.data.labels), config.features, config.seed)
     (ctx.run_dir / "head").mkdir()
     head.save(ctx.run_dir / "head")

@@ -10,14 +10,16 @@ import numpy as np
 from transformers import TrainerCallback
 
 from tunelab import console
-from tunelab.advice import as_records, collapse_finding
-from tunelab.config import PeftSettings
+from tunelab.advice import as_records, collapse_finding, overfitting, overfitting_finding
+from tunelab.config import PeftSettings, RunConfig
 from tunelab.errors import UserError, did_you_mean
-from tunelab.models import load_classifier, parameter_counts
+from tunelab.hardware import resolve_precision, training_attention
+from tunelab.models import ModelRef, load_classifier, parameter_counts
 from tunelab.strategies import DEFAULT_LEARNING_RATE
 from tunelab.strategies.base import FitContext, FitResult
+from tunelab.strategies.layerwise import GradualUnfreezing, layerwise_optimizer
 from tunelab.tasks.classification import compute_metrics, tokenize
-from tunelab.training import build_trainer
+from tunelab.training import build_trainer, latest_checkpoint
 
 
 def peft_config(settings: PeftSettings, new_modules: list[str], total_steps: int) -> Any:
@@ -83,34 +85,87 @@ class CollapseWatch(TrainerCallback):
             self.findings.append(as_records([finding])[0])
 
 
-def fit(ctx: FitContext) -> FitResult:
-    """Train with the Trainer (best epoch kept), then save weights (full) or adapter + head (lora)."""
-    config, data = ctx.config, ctx.data
-    model, missing = load_classifier(ctx.model_ref, data.labels)
-    console.info(f"new, randomly initialised: {', '.join(new_module_names(missing)) or 'nothing'} (trained from scratch)")
-    steps_per_epoch = math.ceil(len(data.train) / (config.train.per_device_train_batch_size * config.train.gradient_accumulation_steps))
-    total_steps = config.train.max_steps if config.train.max_steps > 0 else math.ceil(steps_per_epoch * config.train.num_train_epochs)
-    if config.strategy == "lora":
+class OverfitWatch(TrainerCallback):
+    """Stop (and say why) when validation falls while the train/validation loss gap widens (train.overfit_patience)."""
+
+    def __init__(self, metric: str, patience: int) -> None:
+        self.metric, self.patience = metric, patience
+        self.evaluations: list[tuple[float, float, float]] = []
+        self.findings: list[dict[str, str]] = []
+        self._seen_logs = 0
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, float] | None = None, **kwargs: Any) -> None:
+        metrics = metrics or {}
+        losses = [entry["loss"] for entry in state.log_history[self._seen_logs:] if "loss" in entry]
+        self._seen_logs = len(state.log_history)
+        if not losses or f"eval_{self.metric}" not in metrics or "eval_loss" not in metrics:
+            return
+        self.evaluations.append((metrics[f"eval_{self.metric}"], metrics["eval_loss"], sum(losses) / len(losses)))
+        if overfitting(self.evaluations, self.patience):
+            finding = overfitting_finding(self.evaluations, state.epoch or 0, self.patience)
+            console.warn(f"{finding.code}: {finding.message}")
+            self.findings.append(as_records([finding])[0])
+            control.should_training_stop = True
+
+
+def prepare_model(config: RunConfig, ref: ModelRef, labels: list[str], strategy: str, total_steps: int) -> tuple[Any, set[str]]:
+    """The classifier as `strategy` trains it (attention kernel, frozen embeddings, PEFT wrapper); also its new keys."""
+    attention = training_attention(resolve_precision(config.train.precision), config.model.attn_implementation)
+    model, missing = load_classifier(ref, labels, attn_implementation=attention)
+    if config.train.freeze_embeddings and strategy == "full":
+        # Its gradient is dense and its AdamW update a third of MiniLM's optimizer work (bench/speed.py).
+        model.get_input_embeddings().weight.requires_grad_(False)
+    if strategy == "lora":
         from peft import get_peft_model
 
         model = get_peft_model(model, peft_config(config.peft, new_module_names(missing), total_steps))
+    return model, missing
+
+
+def fit(ctx: FitContext) -> FitResult:
+    """Train with the Trainer (best epoch kept), then save weights (full) or adapter + head (lora)."""
+    config, data = ctx.config, ctx.data
+    steps_per_epoch = math.ceil(len(data.train) / (config.train.per_device_train_batch_size * config.train.gradient_accumulation_steps))
+    total_steps = config.train.max_steps if config.train.max_steps > 0 else math.ceil(steps_per_epoch * config.train.num_train_epochs)
+    model, missing = prepare_model(config, ctx.model_ref, data.labels, config.strategy, total_steps)
+    console.info(f"new, randomly initialised: {', '.join(new_module_names(missing)) or 'nothing'} (trained from scratch)")
     trainable, total = parameter_counts(model)
+    num_layers = model.config.num_hidden_layers
+    unfreezing = GradualUnfreezing(model, num_layers, config.train.num_train_epochs) if config.train.gradual_unfreezing else None
     max_length = config.model.max_length
     train_set = tokenize(ctx.tokenizer, data.train, max_length, "Tokenising train")
     eval_set = tokenize(ctx.tokenizer, data.validation, max_length, "Tokenising validation")
+    # Evaluation order does not change a metric; sorted by length, its batches carry little padding.
+    lengths = [len(ids) for ids in eval_set["input_ids"]]
+    eval_set = eval_set.add_column("length", lengths).sort("length", reverse=True).remove_columns("length")
     learning_rate = config.train.learning_rate or DEFAULT_LEARNING_RATE[config.strategy]
-    trainer = build_trainer(config, model, ctx.tokenizer, train_set, eval_set, ctx.scratch / "checkpoints",
-                            learning_rate, _trainer_metrics(data.labels))
+    trainer = build_trainer(config, model, ctx.tokenizer, train_set, eval_set, ctx.checkpoints,
+                            learning_rate, _trainer_metrics(data.labels),
+                            ddp_find_unused_parameters=False)  # a classifier uses every weight that trains
     watch = CollapseWatch(len(data.labels))
     trainer.add_callback(watch)
-    trainer.train()
+    overfit = OverfitWatch(config.train.metric_for_best_model, config.train.overfit_patience)
+    trainer.add_callback(overfit)
+    if config.train.layerwise_lr_decay or unfreezing:
+        trainer.optimizer = layerwise_optimizer(trainer, num_layers, config.train.layerwise_lr_decay)
+    if unfreezing:
+        trainer.add_callback(unfreezing)
+    checkpoint = latest_checkpoint(ctx.checkpoints) if ctx.resume else None
+    if checkpoint is not None:
+        console.info(f"resuming from {checkpoint.name} (optimizer, scheduler, RNG and data position restored)")
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     artifact = "adapter" if config.strategy == "lora" else "model"
-    trainer.model.save_pretrained(ctx.run_dir / artifact)
-    ctx.tokenizer.save_pretrained(ctx.run_dir / ("model" if artifact == "model" else "tokenizer"))
-    info = {"learning_rate": learning_rate, "total_steps": trainer.state.global_step,
-            "best_checkpoint_epoch": _best_epoch(trainer.state), "advice": watch.findings}
+    if trainer.is_world_process_zero():  # the other ranks of a multi-process launch hold the same weights
+        trainer.model.save_pretrained(ctx.run_dir / artifact)
+        ctx.tokenizer.save_pretrained(ctx.run_dir / ("model" if artifact == "model" else "tokenizer"))
+    info = {"learning_rate": learning_rate, "total_steps": trainer.state.global_step, "resumed_from": checkpoint and checkpoint.name,
+            "best_checkpoint_epoch": _best_epoch(trainer.state), "advice": watch.findings + overfit.findings}
     if config.strategy == "lora":
         info["peft_method"] = config.peft.method
+    if config.train.layerwise_lr_decay:
+        info["layerwise_lr_decay"] = config.train.layerwise_lr_decay
+    if unfreezing:
+        info["gradual_unfreezing_lowest_depth_per_epoch"] = unfreezing.lowest_trained
     return FitResult(trainable, total, artifact, history=list(trainer.state.log_history), info=info, model=trainer.model)
 
 
