@@ -10,8 +10,6 @@ same data, epochs and batch size, and the library's defaults for everything else
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 import time
@@ -22,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
-from common import machine  # noqa: E402
+from common import machine, prepare, save  # noqa: E402
 
 SST2 = ROOT.parent / "shared" / "data" / "sst2"
 
@@ -89,11 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     if not (SST2 / "train.tsv").is_file():
         sys.exit(f"bench: SST-2 not found at {SST2}")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from tunelab import console
-
-    console.set_quiet(True)
-    args.out.mkdir(parents=True, exist_ok=True)
+    prepare(args.out)
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         train_file = slice_tsv(SST2 / "train.tsv", folder / "train.tsv", args.rows)
@@ -110,10 +104,7 @@ def main() -> None:
     for r in results:
         lines.append(f"| {r['name']} | {r['accuracy']:.4f} | {r['seconds']:.1f} | {r['examples_per_second']:.1f}"
                      f" | {r['examples_per_second'] / reference:.2f}x |")
-    table = "\n".join(lines)
-    print(table)
-    (args.out / "classification.md").write_text(table + "\n")
-    (args.out / "classification.json").write_text(json.dumps(results, indent=2) + "\n")
+    save(args.out, "classification", "\n".join(lines), results)
 
 
 if __name__ == "__main__":

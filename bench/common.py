@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import platform
 from pathlib import Path
@@ -27,3 +28,19 @@ def write_rows(path: Path, rows: list[tuple[str, str]]) -> Path:
         writer.writerow(["text", "label"])
         writer.writerows(rows)
     return path
+
+
+def prepare(out: Path) -> None:
+    """What every benchmark does first: no network, tunelab quiet, the output folder made."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from tunelab import console
+
+    console.set_quiet(True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def save(out: Path, name: str, table: str, data: object) -> None:
+    """Print the table and keep it as <out>/<name>.md, with the raw numbers as <name>.json."""
+    print(table)
+    (out / f"{name}.md").write_text(table + "\n", encoding="utf-8")
+    (out / f"{name}.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -57,7 +57,7 @@ def sample(rows: list[tuple[str, str]], size: str, seed: int) -> list[tuple[str,
         picked = [i for label in labels
                   for i in rng.choice([i for i, r in enumerate(rows) if r[1] == label], per_class, replace=False)]
         return [rows[i] for i in picked]
-    return [rows[i] for i in rng.choice(len(rows), int(size), replace=False)]
+    return [rows[i] for i in rng.choice(len(rows), min(int(size), len(rows)), replace=False)]  # TREC has 5,452
 
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -27,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
 from classification import SST2, plain_trainer, slice_tsv  # noqa: E402
-from common import machine  # noqa: E402
+from common import machine, prepare, save  # noqa: E402
 
 LEARNING_RATE = 2e-5  # tunelab's full fine-tuning default, given to the reference too
 
@@ -114,23 +113,20 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=8000)
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--ablations", default="fp32,unfreeze,sdpa,compile",
-                        help="comma list of: fp32 (no bf16), unfreeze (train the embeddings too), sdpa (SDPA attention"
-                             " instead of eager), compile (torch.compile)")
+    parser.add_argument("--ablations", default="fp32,unfreeze,eager,compile",
+                        help="comma list of: fp32 (no bf16), unfreeze (train the embeddings too), eager (eager attention"
+                             " instead of SDPA), compile (torch.compile)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     args = parser.parse_args()
     if not (SST2 / "train.tsv").is_file():
         sys.exit(f"bench: SST-2 not found at {SST2}")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from tunelab import console
     from tunelab.hardware import resolve_precision
 
-    console.set_quiet(True)
-    args.out.mkdir(parents=True, exist_ok=True)
+    prepare(args.out)
     peaks = {"fp32": matmul_peak("fp32"), "bf16": matmul_peak("bf16")}
     print(f"matmul peak GFLOP/s: {peaks}", flush=True)
     ablations = {"fp32": {"train.precision": "fp32"},
-                 "unfreeze": {"train.freeze_embeddings": False}, "sdpa": {"model.attn_implementation": "sdpa"},
+                 "unfreeze": {"train.freeze_embeddings": False}, "eager": {"model.attn_implementation": "eager"},
                  "compile": {"train.torch_compile": True}}
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
@@ -166,11 +162,7 @@ def main() -> None:
     lines += ["", "features strategy, embedding the same texts (batch 64, length-sorted):", "",
               "| pass | texts/s | cache hits | computed |", "|---|---|---|---|"]
     lines += [f"| {e['name']} | {e['texts_per_second']:.0f} | {e['hits']} | {e['misses']} |" for e in embedding]
-    table = "\n".join(lines)
-    print(table)
-    (args.out / "speed.md").write_text(table + "\n")
-    (args.out / "speed.json").write_text(json.dumps({"peaks": peaks, "flops": flops, "training": results,
-                                                      "embedding": embedding}, indent=2) + "\n")
+    save(args.out, "speed", "\n".join(lines), {"peaks": peaks, "flops": flops, "training": results, "embedding": embedding})
 
 
 if __name__ == "__main__":

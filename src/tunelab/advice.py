@@ -14,7 +14,8 @@ from tunelab.config import RunConfig
 from tunelab.errors import UserError
 
 # Learning rates that work, per strategy: (warn below, error above).
-LEARNING_RATE_RANGES = {"full": (5e-6, 1e-4), "lora": (1e-5, 5e-3), "fewshot": (5e-6, 1e-4), "adapt": (5e-6, 1e-3)}
+LEARNING_RATE_RANGES = {"full": (5e-6, 1e-4), "lora": (1e-5, 5e-3), "fewshot": (5e-6, 1e-4), "adapt": (5e-6, 1e-3),
+                        "distill": (5e-6, 5e-4)}
 # The sub-word algorithm each architecture family was pre-trained with.
 TOKENIZER_FAMILY = {"bert": "WordPiece", "distilbert": "WordPiece", "electra": "WordPiece", "mobilebert": "WordPiece",
                     "roberta": "BPE", "gpt2": "BPE", "bart": "BPE", "longformer": "BPE", "llama": "BPE", "mistral": "BPE",

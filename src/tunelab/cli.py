@@ -99,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(adapt)
     adapt.set_defaults(handler=_adapt)
 
+    distill = commands.add_parser("distill", help="distil a fine-tuned run into a smaller, faster student run")
+    _add_training(distill)
+    distill.add_argument("--teacher", required=True, help="the fine-tuned run to learn from (full or lora) [distill.teacher]")
+    distill.add_argument("--student", default=None, help="student model with a fresh head [distill.student]")
+    distill.add_argument("--student-layers", type=int, default=None,
+                         help="or: the teacher with only N encoder layers (e.g. 6 -> 3) [distill.student_layers]")
+    distill.add_argument("--temperature", type=float, default=None, help="softmax temperature (default 2) [distill.temperature]")
+    distill.add_argument("--alpha", type=float, default=None, help="weight of the soft labels (default 0.5) [distill.alpha]")
+    distill.add_argument("--unlabeled", default=None, help="extra unlabelled texts for soft labels [distill.unlabeled]")
+    distill.set_defaults(handler=_distill)
+
     evaluate = commands.add_parser("evaluate", help="score a run on a labelled file")
     evaluate.add_argument("run", help="run id or run folder")
     evaluate.add_argument("--data", required=True, help="labelled file to score")
@@ -115,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_columns(predict)
     _add_store(predict)
     predict.set_defaults(handler=_predict)
+
+    export = commands.add_parser("export", help="export a full or LoRA run to ONNX (+ int8), with a parity check")
+    export.add_argument("run", help="run id or run folder")
+    export.add_argument("--output", default=None, help="folder to write (default: <run>/onnx)")
+    export.add_argument("--quantize", action="store_true", help="also write an int8 dynamically quantised model")
+    export.add_argument("--data", default=None, help="labelled file for the parity check (default: the run's validation split)")
+    export.add_argument("--rows", type=int, default=500, help="rows checked for parity (default: 500)")
+    _add_store(export)
+    export.set_defaults(handler=_export)
 
     runs = commands.add_parser("runs", help="list, show or remove runs")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
@@ -216,6 +236,19 @@ def _adapt(args: argparse.Namespace) -> None:
     adapt(config, _store(args))
 
 
+def _distill(args: argparse.Namespace) -> None:
+    from tunelab.config import apply_overrides
+    from tunelab.pipeline import distill, distillation_table
+
+    config = _config(args)
+    flags = {"teacher": "distill.teacher", "student": "distill.student", "student_layers": "distill.student_layers",
+             "temperature": "distill.temperature", "alpha": "distill.alpha", "unlabeled": "distill.unlabeled"}
+    apply_overrides(config, {path: getattr(args, flag) for flag, path in flags.items() if getattr(args, flag) is not None})
+    apply_overrides(config, args.overrides)  # key=value last, as for train
+    run = distill(config, _store(args))
+    console.result(distillation_table(run))
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from tunelab.pipeline import evaluate
 
@@ -235,6 +268,17 @@ def _predict(args: argparse.Namespace) -> None:
 
     count = predict(args.run, args.input, args.output, _store(args), _columns(args), args.quiet, args.batch_size)
     console.info(f"{count} predictions written to {args.output}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from tunelab.export import ExportDisagrees, export, render
+
+    try:
+        report = export(args.run, _store(args), args.output, args.quantize, args.data, args.rows)
+    except ExportDisagrees as failure:
+        print(render(failure.report))
+        raise
+    print(render(report) + f"\n\nexported to {report['folder']}")
 
 
 def _runs_list(args: argparse.Namespace) -> None:
@@ -295,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         handler(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
-        return UserError.exit_code
+        return error.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -30,7 +30,7 @@ class ModelConfig:
     tokenizer: str | None = None  # another tokenizer (folder or hub id); None: the model's own
     max_length: int = 128
     pooling: str = "mean"  # features strategy: mean | cls
-    attn_implementation: str | None = None  # training attention kernel; None: eager for bf16 on CPU, else the library's
+    attn_implementation: str | None = None  # attention kernel (eager, sdpa, ...); None: the library's default
 
 
 @dataclass
@@ -123,6 +123,18 @@ class AdaptConfig:
 
 
 @dataclass
+class DistillConfig:
+    """`tunelab distill`: the teacher run, the student (a model, or the teacher with fewer layers), the loss mix."""
+
+    teacher: str | None = None  # run id of a full or lora run
+    student: str | None = None  # a model (hub id, folder, default, run:<id>) with a fresh head
+    student_layers: int | None = None  # or: the teacher itself, this many encoder layers kept (evenly spaced)
+    temperature: float = 2.0
+    alpha: float = 0.5  # weight of the soft-label term; 1 - alpha on the gold labels
+    unlabeled: str | None = None  # extra texts (txt, folder, or table with data.text_column): soft labels only
+
+
+@dataclass
 class RunConfig:
     """Everything that defines one training run; saved resolved as config.yaml in the run."""
 
@@ -140,18 +152,27 @@ class RunConfig:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     fewshot: FewshotConfig = field(default_factory=FewshotConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def validate(self) -> RunConfig:
         """Check choices that are cheap to check before any data or model is loaded."""
         if self.task not in TASKS:
             raise UserError(f"config task: unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
-        if self.strategy not in (*STRATEGIES, "auto", "adapt"):
+        if self.strategy not in (*STRATEGIES, "auto", "adapt", "distill"):
             raise UserError(
                 f"config strategy: unknown strategy {self.strategy!r}{did_you_mean(self.strategy, STRATEGIES)};"
                 f" expected one of {', '.join(STRATEGIES)}"
             )
         if self.train.precision not in PRECISIONS:
             raise UserError(f"config train.precision: expected one of {', '.join(PRECISIONS)}, got {self.train.precision!r}")
+        if self.strategy == "distill":
+            distill = self.distill
+            if not distill.teacher:
+                raise UserError("config distill.teacher: distillation needs a teacher run (--teacher RUN)")
+            if bool(distill.student) == bool(distill.student_layers):
+                raise UserError("config distill: give exactly one of distill.student (a model) or distill.student_layers (a number)")
+            if distill.temperature <= 0 or not 0.0 <= distill.alpha <= 1.0:
+                raise UserError(f"config distill: temperature must be > 0 and alpha in [0, 1], got {distill.temperature}, {distill.alpha}")
         decay = self.train.layerwise_lr_decay
         if decay is not None and not 0.0 < decay <= 1.0:
             raise UserError(f"config train.layerwise_lr_decay: expected a factor in (0, 1], e.g. 0.9, got {decay}")

@@ -49,15 +49,6 @@ def autocast(precision: str, device: str) -> Iterator[None]:
         yield
 
 
-def training_attention(precision: str, requested: str | None = None) -> str | None:
-    """Attention kernel for training: 'eager' for bf16 on the CPU, where SDPA's backward is ~1.5x slower; else the library's."""
-    if requested:
-        return requested
-    import torch
-
-    return "eager" if precision == "bf16" and not torch.cuda.is_available() else None
-
-
 def available_ram_mb() -> float | None:
     """MemAvailable from /proc/meminfo, in MiB (None where unknown)."""
     try:

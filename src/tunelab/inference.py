@@ -60,11 +60,11 @@ class Predictor:
 def load_predictor(run_dir: Path, manifest: dict[str, Any], store_root: Path | None = None) -> Predictor:
     """Rebuild the predictor a run was saved as: full model, base + adapter (merged), or encoder + head."""
     strategy = manifest["strategy"]
-    tokenizer_dir = run_dir / ("model" if strategy in ("full", "fewshot") else "tokenizer")
+    tokenizer_dir = run_dir / ("model" if strategy in ("full", "fewshot", "distill") else "tokenizer")
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    if strategy == "full":
+    if strategy in ("full", "distill"):
         from transformers import AutoModelForSequenceClassification
 
         model = AutoModelForSequenceClassification.from_pretrained(run_dir / "model")

@@ -47,7 +47,7 @@ def resolve_model(name: str, revision: str | None = None, store_root: str | Path
 
         run = RunStore(store_root).get(name[4:])
         weights = run.path / "model"
-        if run.manifest.get("strategy") not in ("full", "adapt") or not (weights / "config.json").is_file():
+        if run.manifest.get("strategy") not in ("full", "adapt", "distill") or not (weights / "config.json").is_file():
             raise UserError(
                 f"model {name}: run {run.id!r} ({run.manifest.get('strategy')}) has no full model weights to start from;"
                 " use a full fine-tuning or domain-adaptation run"

@@ -83,7 +83,8 @@ def train(config: RunConfig, store: RunStore, data: ClassificationData | None = 
         config.train.learning_rate = DEFAULT_LEARNING_RATE[config.strategy]
     config.train.precision = resolve_precision(config.train.precision)  # config.yaml records what ran
     findings = guardrails(config, ref, tokenizer, len(data.train))  # before any calibration is spent
-    if "estimate" not in planned and distributed.world_size() == 1:  # calibrating would need every rank in step
+    # Calibrating would need every rank in step; a distilled student has no model to calibrate until it exists.
+    if "estimate" not in planned and distributed.world_size() == 1 and config.strategy != "distill":
         from tunelab.plan import estimate
 
         planned["estimate"] = estimate(config, ref, tokenizer, data, config.strategy)
@@ -183,6 +184,40 @@ def _fit_and_record(config: RunConfig, ref: Any, tokenizer: Any, data: Classific
     write_json(draft.path / MANIFEST, manifest)
 
 
+def distill(config: RunConfig, store: RunStore) -> Run:
+    """Distil a teacher run into a student run; data, seed and max length default to the teacher's own."""
+    from tunelab.config import load_config
+
+    config = copy.deepcopy(config)
+    config.strategy = "distill"
+    config.validate()
+    teacher = store.get(config.distill.teacher)
+    if not config.data.train:  # the teacher's split, rebuilt from its config
+        original = load_config(teacher.path / "config.yaml")
+        config.data, config.seed = original.data, original.seed
+    config.model.max_length = teacher.manifest["max_length"]
+    config.model.name_or_path = config.distill.student or teacher.manifest["base_model"]["given"]
+    return train(config, store)
+
+
+def distillation_table(run: Run) -> str:
+    """Teacher against student: validation score, parameters, size and latency."""
+    info = run.manifest["strategy_info"]["distillation"]
+    teacher, student = info["teacher"], info["student"]
+    scores = run.manifest["metrics"]["validation"]
+    lines = ["| model | validation accuracy | macro-F1 | parameters | size | latency (ms/example, batch 1) |",
+             "|---|---|---|---|---|---|",
+             f"| teacher {teacher['run']} ({teacher['strategy']}) | {teacher['validation']['accuracy']:.4f}"
+             f" | {teacher['validation']['macro_f1']:.4f} | {teacher['params']:,} | {teacher['artifact_bytes'] / 2**20:.1f} MB"
+             f" | {teacher['latency_ms']:.2f} |",
+             f"| student {run.id} ({student['model']}) | {scores['accuracy']:.4f} | {scores['macro_f1']:.4f}"
+             f" | {student['params']:,} | {run.manifest['artifact_bytes'] / 2**20:.1f} MB | {student['latency_ms']:.2f} |",
+             "", f"student/teacher: {scores['accuracy'] / max(teacher['validation']['accuracy'], 1e-9):.1%} of the accuracy,"
+             f" {student['params'] / teacher['params']:.0%} of the parameters,"
+             f" {teacher['latency_ms'] / max(student['latency_ms'], 1e-9):.2f}x faster"]
+    return "\n".join(lines)
+
+
 def _choose_strategy(config: RunConfig, ref: Any, tokenizer: Any, data: ClassificationData) -> dict[str, Any]:
     """--strategy auto: make the plan, apply its recommendation, and keep the reasons and the estimate."""
     from tunelab.plan import make_plan
@@ -210,7 +245,8 @@ def _score(predictor: Any, examples: Examples, labels: list[str], quiet: bool) -
     return compute_metrics(examples.labels, probabilities, labels)
 
 
-def _run_data_config(run: Run, overrides: dict[str, str | None]) -> DataConfig:
+def run_data_config(run: Run, overrides: dict[str, str | None]) -> DataConfig:
+    """The run's own column names, with `overrides` (from flags) applied."""
     columns = run.manifest["columns"]
     config = DataConfig(text_column=columns["text"], text_pair_column=columns["text_pair"], label_column=columns["label"])
     for key, value in overrides.items():
@@ -223,7 +259,7 @@ def evaluate(run_id: str, source: str, store: RunStore, columns: dict[str, str |
              quiet: bool = False) -> dict[str, Any]:
     """Score a run on a labelled file; the result is also saved under the run's evaluations/."""
     run = store.get(run_id)
-    data_config = _run_data_config(run, columns or {})
+    data_config = run_data_config(run, columns or {})
     examples, _ = read_examples(source, data_config, run.manifest["labels"], "test")
     metrics = compute_metrics(examples.labels, load_run_predictor(run, store.root).predict_proba(
         examples.texts, examples.pairs, progress=not quiet), run.manifest["labels"])
@@ -239,7 +275,7 @@ def predict(run_id: str, source: str, output: str, store: RunStore, columns: dic
             quiet: bool = False, batch_size: int = 64) -> int:
     """Write one JSON line per input row (label, score, probabilities); returns the row count."""
     run = store.get(run_id)
-    data_config = _run_data_config(run, columns or {})
+    data_config = run_data_config(run, columns or {})
     examples, _ = read_examples(source, data_config, run.manifest["labels"], "test", with_labels=False)
     probabilities = load_run_predictor(run, store.root).predict_proba(
         examples.texts, examples.pairs, batch_size=batch_size, progress=not quiet)

@@ -169,7 +169,7 @@ def render(plan: dict[str, Any]) -> str:
              f"tokens: median {data['token_length']['p50']}, p95 {data['token_length']['p95']}, max {data['token_length']['max']};"
              f" {data['truncated_share']:.1%} truncated; {data['duplicates_in_train']} duplicate texts in train",
              f"hardware: {machine['cpu_cores']} CPU cores (bf16: {'yes' if machine['cpu_bf16'] else 'no'}), GPU: {gpu},"
-             f" free RAM {machine['free_ram_mb']} MB",
+             f" free RAM {machine['free_ram_mb']} MB; training precision (auto): {machine['auto_precision']}",
              f"domain shift: {shift['level']} (sub-words per word {shift['tokenizer_domain']['subwords_per_word']}"
              f" vs {shift['tokenizer_general']['subwords_per_word']} on general English)", "",
              "| strategy | estimated time | estimated peak memory | fits |", "|---|---|---|---|"]

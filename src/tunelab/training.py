@@ -95,9 +95,11 @@ def build_trainer(
     learning_rate: float,
     compute_metrics: Callable[[Any], dict[str, float]] | None = None,
     data_collator: Any = None,
+    trainer_class: type | None = None,
+    trainer_options: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> Any:
-    """A Trainer (dynamic padding unless another collator is given) with optional early stopping."""
+    """A Trainer (or `trainer_class` with `trainer_options`; dynamic padding unless another collator is given)."""
     from transformers import DataCollatorWithPadding, EarlyStoppingCallback, PrinterCallback, Trainer
 
     callbacks: list[Any] = []
@@ -105,7 +107,7 @@ def build_trainer(
         callbacks.append(CheckpointEvery(config.train.save_steps))
     if config.train.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience))
-    trainer = Trainer(
+    trainer = (trainer_class or Trainer)(
         model=model,
         args=training_arguments(config, output_dir, learning_rate, **overrides),
         data_collator=data_collator or DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
@@ -114,6 +116,7 @@ def build_trainer(
         processing_class=tokenizer,
         compute_metrics=compute_metrics,
         callbacks=callbacks,
+        **(trainer_options or {}),
     )
     if config.quiet:  # without progress bars the Trainer prints every log dict instead
         trainer.remove_callback(PrinterCallback)

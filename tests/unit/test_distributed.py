@@ -28,8 +28,8 @@ def test_two_processes_write_one_run_that_matches_a_single_process(tiny_model, t
     train_file = write_csv(tmp_path / "train.csv", make_rows(320, 1))
     dev_file = write_csv(tmp_path / "dev.csv", make_rows(80, 2))
     store_root = tmp_path / "runs"
-    command = [*LAUNCHERS[launcher], "-m", "tunelab", "train", "--train", str(train_file), "--validation", str(dev_file), "--model", str(tiny_model),
-               "--store", str(store_root), "--output-dir", str(store_root / "ddp"), "--quiet", "--force",
+    command = [*LAUNCHERS[launcher], "-m", "tunelab", "train", "--train", str(train_file), "--validation", str(dev_file),
+               "--model", str(tiny_model), "--store", str(store_root), "--output-dir", str(store_root / "ddp"), "--quiet", "--force",
                "train.per_device_train_batch_size=8", *[f"{k}={v}" for k, v in SETTINGS.items()]]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600,
                           env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})

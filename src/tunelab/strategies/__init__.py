@@ -7,7 +7,8 @@ from collections.abc import Callable
 from tunelab.strategies.base import FitContext, FitResult
 
 # Proven starting points: full fine-tuning wants a small step, LoRA's few new weights a larger one.
-DEFAULT_LEARNING_RATE = {"full": 2e-5, "lora": 5e-4, "features": None, "fewshot": 2e-5, "adapt": 5e-5, "adapt-lora": 5e-4}
+DEFAULT_LEARNING_RATE = {"full": 2e-5, "lora": 5e-4, "features": None, "fewshot": 2e-5, "adapt": 5e-5, "adapt-lora": 5e-4,
+                         "distill": 5e-5}
 
 
 def fit_function(strategy: str) -> Callable[[FitContext], FitResult]:
@@ -16,6 +17,8 @@ def fit_function(strategy: str) -> Callable[[FitContext], FitResult]:
         from tunelab.strategies.features import fit
     elif strategy == "fewshot":
         from tunelab.strategies.fewshot import fit
+    elif strategy == "distill":
+        from tunelab.strategies.distill import fit
     else:
         from tunelab.strategies.finetune import fit
     return fit

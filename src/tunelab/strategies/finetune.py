@@ -13,7 +13,6 @@ from tunelab import console
 from tunelab.advice import as_records, collapse_finding, overfitting, overfitting_finding
 from tunelab.config import PeftSettings, RunConfig
 from tunelab.errors import UserError, did_you_mean
-from tunelab.hardware import resolve_precision, training_attention
 from tunelab.models import ModelRef, load_classifier, parameter_counts
 from tunelab.strategies import DEFAULT_LEARNING_RATE
 from tunelab.strategies.base import FitContext, FitResult
@@ -110,8 +109,7 @@ class OverfitWatch(TrainerCallback):
 
 def prepare_model(config: RunConfig, ref: ModelRef, labels: list[str], strategy: str, total_steps: int) -> tuple[Any, set[str]]:
     """The classifier as `strategy` trains it (attention kernel, frozen embeddings, PEFT wrapper); also its new keys."""
-    attention = training_attention(resolve_precision(config.train.precision), config.model.attn_implementation)
-    model, missing = load_classifier(ref, labels, attn_implementation=attention)
+    model, missing = load_classifier(ref, labels, attn_implementation=config.model.attn_implementation)
     if config.train.freeze_embeddings and strategy == "full":
         # Its gradient is dense and its AdamW update a third of MiniLM's optimizer work (bench/speed.py).
         model.get_input_embeddings().weight.requires_grad_(False)
