@@ -16,8 +16,9 @@ ALL_FIT = {"fewshot": True, "features": True, "lora": True, "full": True}
 
 
 @pytest.mark.parametrize("rows, fits, shift, params, strategy, reason, suggestion", [
-    (40, ALL_FIT, "low", 22_000_000, "fewshot", "< 100", None),
-    (500, ALL_FIT, "low", 22_000_000, "features", "100-1,000", "--strategy lora"),
+    (40, ALL_FIT, "low", 22_000_000, "fewshot", "<= 500", None),
+    (500, ALL_FIT, "low", 22_000_000, "fewshot", "<= 500", None),
+    (800, ALL_FIT, "low", 22_000_000, "features", "501-1,000", "--strategy fewshot or lora"),
     (5_000, ALL_FIT, "low", 22_000_000, "full", "1,000-10,000", None),
     (50_000, ALL_FIT, "high", 22_000_000, "full", "> 10,000", "tunelab adapt"),
     (50_000, ALL_FIT, "low", 22_000_000, "full", "> 10,000", None),
@@ -53,15 +54,15 @@ def test_plan_command_profiles_data_and_saves_json(tiny_model, tmp_path, capsys)
     assert plan["data"]["rows"]["train"] == 109 and plan["data"]["rows"]["validation"] == 12
     assert plan["data"]["truncated_share"] == 1.0 and plan["data"]["duplicates_in_train"] >= 1  # max length 8 < 9 tokens
     assert set(plan["estimates"]) == {"fewshot", "features", "lora", "full"}
-    assert plan["recommendation"]["strategy"] == "features" and plan["hardware"]["cpu_cores"] >= 1
-    assert "recommended: --strategy features" in capsys.readouterr().out
+    assert plan["recommendation"]["strategy"] == "fewshot" and plan["hardware"]["cpu_cores"] >= 1
+    assert "recommended: --strategy fewshot" in capsys.readouterr().out
 
 
 def test_auto_applies_the_recommendation_and_records_why(tiny_model, sentiment_files, tmp_path):
     train_file, dev_file = sentiment_files
     run = train(tiny_config(tiny_model, train_file, dev_file, "auto", tmp_path), RunStore(tmp_path / "runs"))
     assert run.manifest["strategy"] == "fewshot"
-    assert "< 100" in run.manifest["plan"]["auto"]["reasons"][0]
+    assert "<= 500" in run.manifest["plan"]["auto"]["reasons"][0]
 
 
 @pytest.mark.parametrize("strategy", ["features", "full"])
