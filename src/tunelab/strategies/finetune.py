@@ -134,8 +134,7 @@ def fit(ctx: FitContext) -> FitResult:
     train_set = tokenize(ctx.tokenizer, data.train, max_length, "Tokenising train")
     eval_set = tokenize(ctx.tokenizer, data.validation, max_length, "Tokenising validation")
     # Evaluation order does not change a metric; sorted by length, its batches carry little padding.
-    lengths = [len(ids) for ids in eval_set["input_ids"]]
-    eval_set = eval_set.add_column("length", lengths).sort("length", reverse=True).remove_columns("length")
+    eval_set = eval_set.select(np.argsort([-len(ids) for ids in eval_set["input_ids"]], kind="stable"))
     learning_rate = config.train.learning_rate or DEFAULT_LEARNING_RATE[config.strategy]
     trainer = build_trainer(config, model, ctx.tokenizer, train_set, eval_set, ctx.checkpoints,
                             learning_rate, _trainer_metrics(data.labels),
