@@ -136,6 +136,20 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(export)
     export.set_defaults(handler=_export)
 
+    push = commands.add_parser("push", help="upload a run to the Hugging Face Hub with a model card (private by default)")
+    push.add_argument("run", help="run id or run folder")
+    push.add_argument("--repo-id", required=True, help="<user or organisation>/<name>; the token comes from HF_TOKEN")
+    push.add_argument("--public", action="store_true", help="create the repository public (default: private)")
+    push.add_argument("--card-only", action="store_true", help="write the folder that would be uploaded, and upload nothing")
+    _add_store(push)
+    push.set_defaults(handler=_push)
+
+    pull = commands.add_parser("pull", help="download a run pushed by tunelab into the store")
+    pull.add_argument("repo_id", help="<user or organisation>/<name>")
+    pull.add_argument("--revision", default=None)
+    _add_store(pull)
+    pull.set_defaults(handler=_pull)
+
     runs = commands.add_parser("runs", help="list, show or remove runs")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
     listing = runs_commands.add_parser("list", help="all runs with their scores")
@@ -279,6 +293,26 @@ def _export(args: argparse.Namespace) -> None:
         print(render(failure.report))
         raise
     print(render(report) + f"\n\nexported to {report['folder']}")
+
+
+def _push(args: argparse.Namespace) -> None:
+    from tunelab import hub
+
+    store = _store(args)
+    if args.card_only:
+        run = store.get(args.run)
+        folder = hub.stage(run, Path(f"{run.id}-hub"))
+        print(f"wrote {folder} (README.md model card and the run's files); nothing uploaded")
+        return
+    url = hub.push(args.run, args.repo_id, store, public=args.public)
+    print(f"pushed {args.run} to {url} ({'public' if args.public else 'private'})")
+
+
+def _pull(args: argparse.Namespace) -> None:
+    from tunelab import hub
+
+    run = hub.pull(args.repo_id, _store(args), args.revision)
+    print(f"pulled {args.repo_id} as run {run.id} -> {run.path}")
 
 
 def _runs_list(args: argparse.Namespace) -> None:
