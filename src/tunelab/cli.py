@@ -150,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(pull)
     pull.set_defaults(handler=_pull)
 
+    serve = commands.add_parser("serve", help="REST API over the store's runs: POST /v1/predict, /v1/runs, /healthz, /docs")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-inputs", type=int, default=256, help="texts per request (default 256; more: 413)")
+    serve.add_argument("--max-chars", type=int, default=10_000, help="characters per text (default 10,000; more: 413)")
+    serve.add_argument("--max-loaded-runs", type=int, default=4, help="runs kept in memory (default 4)")
+    _add_store(serve)
+    serve.set_defaults(handler=_serve)
+
     runs = commands.add_parser("runs", help="list, show or remove runs")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
     listing = runs_commands.add_parser("list", help="all runs with their scores")
@@ -313,6 +322,12 @@ def _pull(args: argparse.Namespace) -> None:
 
     run = hub.pull(args.repo_id, _store(args), args.revision)
     print(f"pulled {args.repo_id} as run {run.id} -> {run.path}")
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from tunelab.serve import Limits, serve
+
+    serve(_store(args), args.host, args.port, Limits(args.max_inputs, args.max_chars, args.max_loaded_runs))
 
 
 def _runs_list(args: argparse.Namespace) -> None:
