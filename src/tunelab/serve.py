@@ -1,7 +1,9 @@
 """`tunelab serve`: a REST API over the runs in a store (FastAPI + uvicorn).
 
-`POST /v1/predict` takes a run id and a list of texts; runs are loaded on first use and kept (a
-bounded number, least recently used first out). Every bad request gets a clear 4xx: unknown run 404,
+`POST /v1/predict` takes a run id and a list of texts; runs are loaded on first use. LoRA runs
+share one loaded base model (per base and label count) and swap adapters per request; other runs
+are kept as their own predictors (a bounded number, least recently used first out). Admin routes
+load and unload runs at runtime behind a bearer token, and do not exist without one. Every bad request gets a clear 4xx: unknown run 404,
 too many or too long inputs 413, a malformed body 422; run names are checked against the store's
 own pattern, so no request can name a path outside it.
 """
@@ -27,39 +29,99 @@ class Limits:
         self.max_inputs, self.max_chars, self.max_loaded_runs = max_inputs, max_chars, max_loaded_runs
 
 
-class RunCache:
-    """Predictors by run id, loaded once, least recently used dropped beyond `size`."""
+class Models:
+    """What the server has loaded: LoRA runs as adapters over one shared base, other runs as their own predictors."""
 
     def __init__(self, store: RunStore, size: int) -> None:
         self.store, self.size = store, size
-        self._loaded: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.Lock()
+        self._predictors: OrderedDict[str, Any] = OrderedDict()  # run id -> Predictor, least recently used first
+        self._bases: dict[tuple[str, int], Any] = {}  # (base weights, label count) -> PeftModel holding the adapters
+        self._adapters: dict[str, tuple[tuple[str, int], Any]] = {}  # run id -> (its base key, its Predictor)
+        self._lock = threading.Lock()  # one adapter is active per base at a time
 
-    def get(self, run_id: str) -> Any:
+    def loaded(self) -> dict[str, Any]:
+        """Run ids loaded, and how many base models hold the adapters."""
+        return {"runs": list(self._predictors) + list(self._adapters), "adapters": list(self._adapters),
+                "base_models": len(self._bases)}
+
+    def _run(self, run_id: str) -> Any:
+        run = self.store.get(run_id)  # UserError when there is none
+        if run.kind != "run":
+            raise UserError(f"run {run_id!r}: a {run.kind}, not a model")
+        return run
+
+    def load(self, run_id: str) -> None:
+        """Load a run now (an adapter onto its shared base when it is a LoRA-family run)."""
+        with self._lock:
+            self._load(run_id)
+
+    def _load(self, run_id: str) -> None:
+        if run_id in self._predictors or run_id in self._adapters:
+            return
+        run = self._run(run_id)
+        if run.manifest.get("strategy") == "lora" and (run.manifest.get("peft_method") or "lora").lower() in ("lora", "ia3"):
+            self._load_adapter(run)
+            return
         from tunelab.inference import load_run_predictor
 
+        self._predictors[run_id] = load_run_predictor(run, self.store.root)
+        while len(self._predictors) > self.size:
+            self._predictors.popitem(last=False)
+
+    def _load_adapter(self, run: Any) -> None:
+        from peft import PeftModel
+        from transformers import AutoTokenizer
+
+        from tunelab.inference import Predictor, _base_model
+        from tunelab.models import inference_device, load_classifier
+
+        base_ref = _base_model(run.manifest, self.store.root)
+        key = (run.manifest["base_model"].get("fingerprint") or base_ref.path, len(run.manifest["labels"]))
+        if key not in self._bases:
+            model, _ = load_classifier(base_ref, run.manifest["labels"])
+            self._bases[key] = PeftModel.from_pretrained(model, run.path / "adapter", adapter_name=run.id).to(inference_device()).eval()
+        else:
+            self._bases[key].load_adapter(run.path / "adapter", adapter_name=run.id)
+        tokenizer = AutoTokenizer.from_pretrained(run.path / "tokenizer")
+        self._adapters[run.id] = (key, Predictor(run.manifest, tokenizer, self._bases[key]))
+
+    def unload(self, run_id: str) -> bool:
+        """Drop a run (its adapter, or its predictor); False when it was not loaded."""
         with self._lock:
-            if run_id in self._loaded:
-                self._loaded.move_to_end(run_id)
-                return self._loaded[run_id]
-            run = self.store.get(run_id)  # UserError when there is none
-            if run.kind != "run":
-                raise UserError(f"run {run_id!r}: a {run.kind}, not a model")
-            predictor = load_run_predictor(run, self.store.root)
-            self._loaded[run_id] = predictor
-            while len(self._loaded) > self.size:
-                self._loaded.popitem(last=False)
-            return predictor
+            if run_id in self._predictors:
+                del self._predictors[run_id]
+                return True
+            if run_id not in self._adapters:
+                return False
+            key, _ = self._adapters.pop(run_id)
+            base = self._bases[key]
+            if any(k == key for k, _ in self._adapters.values()):
+                base.delete_adapter(run_id)
+            else:
+                del self._bases[key]  # its last adapter: the base goes too
+            return True
+
+    def predict(self, run_id: str, texts: list[str], pairs: list[str] | None) -> tuple[list[str], Any]:
+        """(labels, probabilities) from the run, loading it first if needed."""
+        with self._lock:
+            self._load(run_id)
+            if run_id in self._adapters:
+                key, predictor = self._adapters[run_id]
+                self._bases[key].set_adapter(run_id)
+                return predictor.labels, predictor.predict_proba(texts, pairs)
+            predictor = self._predictors[run_id]
+            self._predictors.move_to_end(run_id)
+            return predictor.labels, predictor.predict_proba(texts, pairs)
 
 
-def create_app(store: RunStore, limits: Limits | None = None) -> Any:
-    """The FastAPI application over `store`."""
-    from fastapi import FastAPI, HTTPException, Request
+def create_app(store: RunStore, limits: Limits | None = None, admin_token: str | None = None) -> Any:
+    """The FastAPI application over `store`; admin routes exist only with `admin_token` (env TUNELAB_ADMIN_TOKEN)."""
+    from fastapi import FastAPI, Header, HTTPException, Request
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel, Field
 
     limits = limits or Limits()
-    cache = RunCache(store, limits.max_loaded_runs)
+    models = Models(store, limits.max_loaded_runs)
     app = FastAPI(title="tunelab", description="Predictions from fine-tuned runs in a tunelab store.")
 
     class PredictRequest(BaseModel):
@@ -76,7 +138,7 @@ def create_app(store: RunStore, limits: Limits | None = None) -> Any:
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "store": str(store.root), "loaded_runs": list(cache._loaded)}
+        return {"status": "ok", "store": str(store.root), "loaded": models.loaded()}
 
     @app.get("/v1/runs")
     def runs() -> list[dict[str, Any]]:
@@ -97,14 +159,35 @@ def create_app(store: RunStore, limits: Limits | None = None) -> Any:
         if body.pairs is not None and len(body.pairs) != len(body.inputs):
             raise HTTPException(422, f"pairs: {len(body.pairs)} second texts for {len(body.inputs)} inputs")
         try:
-            predictor = cache.get(body.run)
+            labels, probabilities = models.predict(body.run, body.inputs, body.pairs)
         except UserError as error:
             raise HTTPException(404, str(error)) from None
-        probabilities = predictor.predict_proba(body.inputs, body.pairs)
-        labels = predictor.labels
         return {"run": body.run, "predictions": [
             {"label": labels[int(row.argmax())], "score": float(row.max()),
              "probabilities": {label: float(p) for label, p in zip(labels, row, strict=True)}} for row in probabilities]}
+
+    if admin_token:
+        def authorised(authorization: str | None) -> None:
+            if authorization != f"Bearer {admin_token}":
+                raise HTTPException(401, "admin: a valid bearer token is required")
+
+        @app.post("/admin/runs/{run_id}/load")
+        def admin_load(run_id: str, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+            authorised(authorization)
+            if not RUN_ID.match(run_id):
+                raise HTTPException(404, f"run {run_id!r}: not a run name")
+            try:
+                models.load(run_id)
+            except UserError as error:
+                raise HTTPException(404, str(error)) from None
+            return {"loaded": models.loaded()}
+
+        @app.delete("/admin/runs/{run_id}")
+        def admin_unload(run_id: str, authorization: str | None = Header(default=None)) -> dict[str, Any]:
+            authorised(authorization)
+            if not models.unload(run_id):
+                raise HTTPException(404, f"run {run_id!r}: not loaded")
+            return {"loaded": models.loaded()}
 
     @app.exception_handler(HTTPException)
     async def one_line(request: Request, error: HTTPException) -> JSONResponse:
@@ -115,7 +198,10 @@ def create_app(store: RunStore, limits: Limits | None = None) -> Any:
 
 def serve(store: RunStore, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None) -> None:
     """Run the API with uvicorn until interrupted (SIGINT/SIGTERM shut it down gracefully)."""
+    import os
+
     import uvicorn
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    uvicorn.run(create_app(store, limits), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(store, limits, os.environ.get("TUNELAB_ADMIN_TOKEN") or None), host=host, port=port,
+                log_level="warning")

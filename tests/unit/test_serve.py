@@ -19,35 +19,44 @@ from tunelab.registry import RunStore
 pytest.importorskip("fastapi")
 
 
-@pytest.fixture()
-def server(tiny_model, sentiment_files, tmp_path):
+def _start(app):
     import uvicorn
 
-    from tunelab.serve import Limits, create_app
-
-    train_file, dev_file = sentiment_files
-    store = RunStore(tmp_path / "runs")
-    run = train(tiny_config(tiny_model, train_file, dev_file, "full", tmp_path, output_dir=str(tmp_path / "runs" / "sentiment")),
-                store)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    app_server = uvicorn.Server(uvicorn.Config(create_app(store, Limits(max_inputs=4, max_chars=200)), host="127.0.0.1",
-                                               port=port, log_level="warning"))
+    app_server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=app_server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not app_server.started:
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", run, store
+    return f"http://127.0.0.1:{port}", app_server, thread
+
+
+def _stop(app_server, thread) -> None:
     app_server.should_exit = True  # graceful shutdown
     thread.join(timeout=10)
     assert not thread.is_alive()
 
 
-def _call(url: str, body: bytes | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+@pytest.fixture()
+def server(tiny_model, sentiment_files, tmp_path):
+    from tunelab.serve import Limits, create_app
+
+    train_file, dev_file = sentiment_files
+    store = RunStore(tmp_path / "runs")
+    run = train(tiny_config(tiny_model, train_file, dev_file, "full", tmp_path, output_dir=str(tmp_path / "runs" / "sentiment")),
+                store)
+    base, app_server, thread = _start(create_app(store, Limits(max_inputs=4, max_chars=200)))
+    yield base, run, store
+    _stop(app_server, thread)
+
+
+def _call(url: str, body: bytes | None = None, method: str | None = None, token: str | None = None) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    request = urllib.request.Request(url, data=body, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -66,7 +75,7 @@ def test_predict_matches_the_run_and_lists_runs(server):
         assert prediction["probabilities"]["pos"] == pytest.approx(float(row[run.manifest["labels"].index("pos")]), abs=1e-6)
     assert _call(f"{base}/v1/runs")[1][0]["id"] == "sentiment"
     status, health = _call(f"{base}/healthz")
-    assert status == 200 and health["loaded_runs"] == ["sentiment"]
+    assert status == 200 and health["loaded"]["runs"] == ["sentiment"]
     assert _call(f"{base}/openapi.json")[0] == 200
 
 
@@ -91,3 +100,43 @@ def test_malformed_json_is_a_422(server):
     base, _, _ = server
     code, answer = _call(f"{base}/v1/predict", b"{not json")
     assert code == 422 and "detail" in answer
+
+
+def test_lora_runs_share_one_base_and_swap_adapters_per_request(tiny_model, sentiment_files, tmp_path):
+    from tunelab.serve import create_app
+
+    train_file, dev_file = sentiment_files
+    store = RunStore(tmp_path / "runs")
+    runs = [train(tiny_config(tiny_model, train_file, dev_file, "lora", tmp_path, seed=seed, output_dir=str(tmp_path / "runs" / name),
+                              **{"train.learning_rate": 5e-3}), store) for seed, name in ((1, "first"), (2, "second"))]
+    base, app_server, thread = _start(create_app(store, admin_token="s3cret"))
+    try:
+        texts = ["the film was great", "the meal was awful number 3"]
+        answers = {}
+        for name in ("first", "second", "first"):  # swap there and back
+            status, answer = _call(f"{base}/v1/predict", json.dumps({"run": name, "inputs": texts}).encode())
+            assert status == 200
+            answers.setdefault(name, []).append([p["probabilities"]["pos"] for p in answer["predictions"]])
+        for run in runs:  # each adapter answers as its own run does (merged there, unmerged here: bf16 rounding apart)
+            expected = load_run_predictor(run, store.root).predict_proba(texts)[:, run.manifest["labels"].index("pos")]
+            assert answers[run.id][0] == pytest.approx(expected.tolist(), abs=1e-3)
+        assert answers["first"][0] == answers["first"][1]
+        gap = max(abs(a - b) for a, b in zip(answers["first"][0], answers["second"][0], strict=True))
+        assert gap > 5e-3  # the adapters differ well beyond the tolerance above, so a swapped answer would fail
+        loaded = _call(f"{base}/healthz")[1]["loaded"]
+        assert sorted(loaded["adapters"]) == ["first", "second"] and loaded["base_models"] == 1
+
+        assert _call(f"{base}/admin/runs/second", method="DELETE")[0] == 401  # no token
+        assert _call(f"{base}/admin/runs/second", method="DELETE", token="wrong")[0] == 401
+        status, answer = _call(f"{base}/admin/runs/second", method="DELETE", token="s3cret")
+        assert status == 200 and answer["loaded"]["adapters"] == ["first"]
+        status, answer = _call(f"{base}/admin/runs/second/load", b"", method="POST", token="s3cret")
+        assert status == 200 and sorted(answer["loaded"]["adapters"]) == ["first", "second"]
+        assert _call(f"{base}/admin/runs/nope/load", b"", method="POST", token="s3cret")[0] == 404
+    finally:
+        _stop(app_server, thread)
+
+
+def test_admin_routes_do_not_exist_without_a_token(server):
+    base, _, _ = server
+    assert _call(f"{base}/admin/runs/sentiment", method="DELETE", token="anything")[0] == 404
