@@ -156,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-inputs", type=int, default=256, help="texts per request (default 256; more: 413)")
     serve.add_argument("--max-chars", type=int, default=10_000, help="characters per text (default 10,000; more: 413)")
     serve.add_argument("--max-loaded-runs", type=int, default=4, help="runs kept in memory (default 4)")
+    serve.add_argument("--batch-wait-ms", type=float, default=5.0,
+                       help="micro-batching: wait this long for concurrent requests to share a pass (0: off; default 5)")
+    serve.add_argument("--max-batch", type=int, default=64, help="micro-batching: texts per pass at most (default 64)")
     _add_store(serve)
     serve.set_defaults(handler=_serve)
 
@@ -327,7 +330,8 @@ def _pull(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace) -> None:
     from tunelab.serve import Limits, serve
 
-    serve(_store(args), args.host, args.port, Limits(args.max_inputs, args.max_chars, args.max_loaded_runs))
+    serve(_store(args), args.host, args.port,
+          Limits(args.max_inputs, args.max_chars, args.max_loaded_runs, args.batch_wait_ms, args.max_batch))
 
 
 def _runs_list(args: argparse.Namespace) -> None:

@@ -11,9 +11,11 @@ own pattern, so no request can name a path outside it.
 # No `from __future__ import annotations`: FastAPI reads the route signatures, which name classes local to create_app.
 
 import logging
+import queue
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import Future
 from typing import Any
 
 from tunelab.errors import UserError
@@ -23,10 +25,12 @@ log = logging.getLogger("tunelab.serve")
 
 
 class Limits:
-    """Request bounds: inputs per request, characters per input, runs kept in memory."""
+    """Request bounds (inputs per request, characters per input, runs kept in memory) and micro-batching."""
 
-    def __init__(self, max_inputs: int = 256, max_chars: int = 10_000, max_loaded_runs: int = 4) -> None:
+    def __init__(self, max_inputs: int = 256, max_chars: int = 10_000, max_loaded_runs: int = 4,
+                 batch_wait_ms: float = 5.0, max_batch_texts: int = 64) -> None:
         self.max_inputs, self.max_chars, self.max_loaded_runs = max_inputs, max_chars, max_loaded_runs
+        self.batch_wait_ms, self.max_batch_texts = batch_wait_ms, max_batch_texts
 
 
 class Models:
@@ -114,6 +118,65 @@ class Models:
             return predictor.labels, predictor.predict_proba(texts, pairs)
 
 
+class MicroBatcher:
+    """One forward pass for concurrent requests to the same run: waits at most `wait_ms` for company,
+    takes at most `max_texts` texts (a single larger request still goes whole); the predictor sorts by length."""
+
+    def __init__(self, models: Models, wait_ms: float, max_texts: int) -> None:
+        self.models, self.wait, self.max_texts = models, wait_ms / 1000, max_texts
+        self.forward_passes = 0
+        self._queue: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="tunelab-batcher", daemon=True)
+        self._thread.start()
+
+    def predict(self, run_id: str, texts: list[str], pairs: list[str] | None) -> tuple[list[str], Any]:
+        """Queue the request and wait for its share of a batch."""
+        done: Future = Future()
+        self._queue.put((run_id, texts, pairs, done))
+        return done.result()
+
+    def close(self) -> None:
+        """Stop the batching thread once the queued work is done."""
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while (first := self._queue.get()) is not None:
+            jobs, total, deadline, stop = [first], len(first[1]), time.monotonic() + self.wait, False
+            while total < self.max_texts and (left := deadline - time.monotonic()) > 0:
+                try:
+                    job = self._queue.get(timeout=left)
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                jobs.append(job)
+                total += len(job[1])
+            groups: dict[tuple[str, bool], list] = {}
+            for job in jobs:  # one pass per run (and per single-text / pair input shape)
+                groups.setdefault((job[0], job[2] is not None), []).append(job)
+            for (run_id, paired), group in groups.items():
+                self._run(run_id, paired, group)
+            if stop:
+                return
+
+    def _run(self, run_id: str, paired: bool, group: list) -> None:
+        texts = [t for job in group for t in job[1]]
+        pairs = [p for job in group for p in job[2]] if paired else None
+        try:
+            labels, probabilities = self.models.predict(run_id, texts, pairs)
+            self.forward_passes += 1
+        except Exception as error:  # noqa: BLE001 - every waiting request gets the error
+            for job in group:
+                job[3].set_exception(error)
+            return
+        start = 0
+        for job in group:
+            job[3].set_result((labels, probabilities[start:start + len(job[1])]))
+            start += len(job[1])
+
+
 def create_app(store: RunStore, limits: Limits | None = None, admin_token: str | None = None) -> Any:
     """The FastAPI application over `store`; admin routes exist only with `admin_token` (env TUNELAB_ADMIN_TOKEN)."""
     from fastapi import FastAPI, Header, HTTPException, Request
@@ -122,6 +185,7 @@ def create_app(store: RunStore, limits: Limits | None = None, admin_token: str |
 
     limits = limits or Limits()
     models = Models(store, limits.max_loaded_runs)
+    batcher = MicroBatcher(models, limits.batch_wait_ms, limits.max_batch_texts) if limits.batch_wait_ms > 0 else None
     app = FastAPI(title="tunelab", description="Predictions from fine-tuned runs in a tunelab store.")
 
     class PredictRequest(BaseModel):
@@ -138,7 +202,8 @@ def create_app(store: RunStore, limits: Limits | None = None, admin_token: str |
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "store": str(store.root), "loaded": models.loaded()}
+        return {"status": "ok", "store": str(store.root), "loaded": models.loaded(),
+                "micro_batching": {"wait_ms": limits.batch_wait_ms, "forward_passes": batcher.forward_passes} if batcher else None}
 
     @app.get("/v1/runs")
     def runs() -> list[dict[str, Any]]:
@@ -159,7 +224,7 @@ def create_app(store: RunStore, limits: Limits | None = None, admin_token: str |
         if body.pairs is not None and len(body.pairs) != len(body.inputs):
             raise HTTPException(422, f"pairs: {len(body.pairs)} second texts for {len(body.inputs)} inputs")
         try:
-            labels, probabilities = models.predict(body.run, body.inputs, body.pairs)
+            labels, probabilities = (batcher or models).predict(body.run, body.inputs, body.pairs)
         except UserError as error:
             raise HTTPException(404, str(error)) from None
         return {"run": body.run, "predictions": [
@@ -188,6 +253,11 @@ def create_app(store: RunStore, limits: Limits | None = None, admin_token: str |
             if not models.unload(run_id):
                 raise HTTPException(404, f"run {run_id!r}: not loaded")
             return {"loaded": models.loaded()}
+
+    @app.on_event("shutdown")
+    def stop_batching() -> None:
+        if batcher:
+            batcher.close()
 
     @app.exception_handler(HTTPException)
     async def one_line(request: Request, error: HTTPException) -> JSONResponse:

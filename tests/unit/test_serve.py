@@ -140,3 +140,30 @@ def test_lora_runs_share_one_base_and_swap_adapters_per_request(tiny_model, sent
 def test_admin_routes_do_not_exist_without_a_token(server):
     base, _, _ = server
     assert _call(f"{base}/admin/runs/sentiment", method="DELETE", token="anything")[0] == 404
+
+
+@pytest.mark.parametrize("wait_ms", [300.0, 0.0])
+def test_concurrent_requests_share_forward_passes(tiny_model, sentiment_files, tmp_path, wait_ms):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tunelab.serve import Limits, create_app
+
+    train_file, dev_file = sentiment_files
+    store = RunStore(tmp_path / "runs")
+    run = train(tiny_config(tiny_model, train_file, dev_file, "full", tmp_path, output_dir=str(tmp_path / "runs" / "m")), store)
+    base, app_server, thread = _start(create_app(store, Limits(batch_wait_ms=wait_ms)))
+    try:
+        texts = [f"the film number {i} was {'great' if i % 2 else 'awful'}" for i in range(8)]
+        _call(f"{base}/v1/predict", json.dumps({"run": "m", "inputs": ["warm up"]}).encode())  # load the run first
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda t: _call(f"{base}/v1/predict", json.dumps({"run": "m", "inputs": [t]}).encode()), texts))
+        expected = load_run_predictor(run, store.root).predict_proba(texts)
+        for (status, answer), row in zip(answers, expected, strict=True):  # each request gets its own rows back
+            assert status == 200 and answer["predictions"][0]["score"] == pytest.approx(float(row.max()), abs=1e-3)
+        batching = _call(f"{base}/healthz")[1]["micro_batching"]
+        if wait_ms:
+            assert batching["forward_passes"] < 1 + len(texts)  # concurrent requests shared passes
+        else:
+            assert batching is None
+    finally:
+        _stop(app_server, thread)
