@@ -159,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--batch-wait-ms", type=float, default=5.0,
                        help="micro-batching: wait this long for concurrent requests to share a pass (0: off; default 5)")
     serve.add_argument("--max-batch", type=int, default=64, help="micro-batching: texts per pass at most (default 64)")
+    serve.add_argument("--onnx", choices=("fp32", "int8"), default=None,
+                       help="serve runs through their `tunelab export` (when it passed its parity check) with onnxruntime")
     _add_store(serve)
     serve.set_defaults(handler=_serve)
 
@@ -331,7 +333,7 @@ def _serve(args: argparse.Namespace) -> None:
     from tunelab.serve import Limits, serve
 
     serve(_store(args), args.host, args.port,
-          Limits(args.max_inputs, args.max_chars, args.max_loaded_runs, args.batch_wait_ms, args.max_batch))
+          Limits(args.max_inputs, args.max_chars, args.max_loaded_runs, args.batch_wait_ms, args.max_batch), args.onnx)
 
 
 def _runs_list(args: argparse.Namespace) -> None:

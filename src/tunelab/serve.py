@@ -10,6 +10,7 @@ own pattern, so no request can name a path outside it.
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures, which name classes local to create_app.
 
+import json
 import logging
 import queue
 import threading
@@ -36,8 +37,8 @@ class Limits:
 class Models:
     """What the server has loaded: LoRA runs as adapters over one shared base, other runs as their own predictors."""
 
-    def __init__(self, store: RunStore, size: int) -> None:
-        self.store, self.size = store, size
+    def __init__(self, store: RunStore, size: int, onnx: str | None = None) -> None:
+        self.store, self.size, self.onnx = store, size, onnx  # onnx: None, "fp32" or "int8"
         self._predictors: OrderedDict[str, Any] = OrderedDict()  # run id -> Predictor, least recently used first
         self._bases: dict[tuple[str, int], Any] = {}  # (base weights, label count) -> PeftModel holding the adapters
         self._adapters: dict[str, tuple[tuple[str, int], Any]] = {}  # run id -> (its base key, its Predictor)
@@ -46,7 +47,8 @@ class Models:
     def loaded(self) -> dict[str, Any]:
         """Run ids loaded, and how many base models hold the adapters."""
         return {"runs": list(self._predictors) + list(self._adapters), "adapters": list(self._adapters),
-                "base_models": len(self._bases)}
+                "base_models": len(self._bases),
+                "onnx": [run_id for run_id, p in self._predictors.items() if type(p).__name__ == "OnnxPredictor"]}
 
     def _run(self, run_id: str) -> Any:
         run = self.store.get(run_id)  # UserError when there is none
@@ -63,14 +65,28 @@ class Models:
         if run_id in self._predictors or run_id in self._adapters:
             return
         run = self._run(run_id)
-        if run.manifest.get("strategy") == "lora" and (run.manifest.get("peft_method") or "lora").lower() in ("lora", "ia3"):
+        export = run.path / "onnx" / "export.json"
+        if self.onnx and export.is_file() and json.loads(export.read_text()).get("exports", {}).get(self.onnx, {}).get("ok"):
+            self._predictors[run_id] = self._onnx_predictor(run)
+        elif run.manifest.get("strategy") == "lora" and (run.manifest.get("peft_method") or "lora").lower() in ("lora", "ia3"):
             self._load_adapter(run)
             return
-        from tunelab.inference import load_run_predictor
+        else:
+            from tunelab.inference import load_run_predictor
 
-        self._predictors[run_id] = load_run_predictor(run, self.store.root)
+            self._predictors[run_id] = load_run_predictor(run, self.store.root)
         while len(self._predictors) > self.size:
             self._predictors.popitem(last=False)
+
+    def _onnx_predictor(self, run: Any) -> Any:
+        """An onnxruntime predictor over the run's export that passed its parity check."""
+        from transformers import AutoTokenizer
+
+        from tunelab.export import OnnxPredictor
+
+        folder = run.path / "onnx"
+        model = folder / ("model.int8.onnx" if self.onnx == "int8" else "model.onnx")
+        return OnnxPredictor(model, AutoTokenizer.from_pretrained(folder), run.manifest["labels"], run.manifest["max_length"])
 
     def _load_adapter(self, run: Any) -> None:
         from peft import PeftModel
@@ -177,14 +193,15 @@ class MicroBatcher:
             start += len(job[1])
 
 
-def create_app(store: RunStore, limits: Limits | None = None, admin_token: str | None = None) -> Any:
-    """The FastAPI application over `store`; admin routes exist only with `admin_token` (env TUNELAB_ADMIN_TOKEN)."""
+def create_app(store: RunStore, limits: Limits | None = None, admin_token: str | None = None, onnx: str | None = None) -> Any:
+    """The FastAPI application over `store`; admin routes exist only with `admin_token` (env TUNELAB_ADMIN_TOKEN);
+    with `onnx` ("fp32" or "int8"), runs whose export of that kind passed its parity check are served by onnxruntime."""
     from fastapi import FastAPI, Header, HTTPException, Request
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel, Field
 
     limits = limits or Limits()
-    models = Models(store, limits.max_loaded_runs)
+    models = Models(store, limits.max_loaded_runs, onnx)
     batcher = MicroBatcher(models, limits.batch_wait_ms, limits.max_batch_texts) if limits.batch_wait_ms > 0 else None
     app = FastAPI(title="tunelab", description="Predictions from fine-tuned runs in a tunelab store.")
 
@@ -197,7 +214,9 @@ def create_app(store: RunStore, limits: Limits | None = None, admin_token: str |
     async def access_log(request: Request, call_next: Any) -> Any:
         started = time.perf_counter()
         response = await call_next(request)
-        log.info("%s %s %d %.1fms", request.method, request.url.path, response.status_code, 1000 * (time.perf_counter() - started))
+        log.info(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "method": request.method, "path": request.url.path, "status": response.status_code,
+                             "ms": round(1000 * (time.perf_counter() - started), 2),
+                             "client": request.client.host if request.client else None}))
         return response
 
     @app.get("/healthz")
@@ -266,12 +285,13 @@ def create_app(store: RunStore, limits: Limits | None = None, admin_token: str |
     return app
 
 
-def serve(store: RunStore, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None) -> None:
+def serve(store: RunStore, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
+          onnx: str | None = None) -> None:
     """Run the API with uvicorn until interrupted (SIGINT/SIGTERM shut it down gracefully)."""
     import os
 
     import uvicorn
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    uvicorn.run(create_app(store, limits, os.environ.get("TUNELAB_ADMIN_TOKEN") or None), host=host, port=port,
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # one JSON object per request
+    uvicorn.run(create_app(store, limits, os.environ.get("TUNELAB_ADMIN_TOKEN") or None, onnx), host=host, port=port,
                 log_level="warning")

@@ -167,3 +167,30 @@ def test_concurrent_requests_share_forward_passes(tiny_model, sentiment_files, t
             assert batching is None
     finally:
         _stop(app_server, thread)
+
+
+def test_a_passing_onnx_export_is_served_by_onnxruntime_and_requests_are_logged(tiny_model, sentiment_files, tmp_path, caplog):
+    pytest.importorskip("onnxruntime")
+    import logging
+
+    from tunelab.export import export
+    from tunelab.serve import Limits, create_app
+
+    train_file, dev_file = sentiment_files
+    store = RunStore(tmp_path / "runs")
+    run = train(tiny_config(tiny_model, train_file, dev_file, "full", tmp_path, output_dir=str(tmp_path / "runs" / "m")), store)
+    assert export("m", store)["ok"]
+    base, app_server, thread = _start(create_app(store, Limits(batch_wait_ms=0), onnx="fp32"))
+    try:
+        texts = ["the film was great", "the meal was awful"]
+        with caplog.at_level(logging.INFO, logger="tunelab.serve"):
+            status, answer = _call(f"{base}/v1/predict", json.dumps({"run": "m", "inputs": texts}).encode())
+        assert status == 200 and _call(f"{base}/healthz")[1]["loaded"]["onnx"] == ["m"]
+        predictor = load_run_predictor(run, store.root)
+        predictor.precision = "fp32"  # the export is the fp32 network
+        expected = predictor.predict_proba(texts)
+        assert [p["score"] for p in answer["predictions"]] == pytest.approx(expected.max(axis=1).tolist(), abs=1e-5)
+        lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tunelab.serve"]
+        assert any(line["path"] == "/v1/predict" and line["status"] == 200 and line["ms"] >= 0 for line in lines)
+    finally:
+        _stop(app_server, thread)
