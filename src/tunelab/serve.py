@@ -214,7 +214,8 @@ def create_app(store: RunStore, limits: Limits | None = None, admin_token: str |
     async def access_log(request: Request, call_next: Any) -> Any:
         started = time.perf_counter()
         response = await call_next(request)
-        log.info(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "method": request.method, "path": request.url.path, "status": response.status_code,
+        log.info(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "method": request.method,
+                             "path": request.url.path, "status": response.status_code,
                              "ms": round(1000 * (time.perf_counter() - started), 2),
                              "client": request.client.host if request.client else None}))
         return response
