@@ -155,7 +155,8 @@ def export_run(run: Run, predictor: Any, examples: Any, output: Path, quantize: 
         # Per-channel scales: per-tensor int8 cost MiniLM 2.4 points on SST-2, per-channel 0.2 (bench/RESULTS.md).
         quantize_dynamic(str(files["fp32"]), str(output / "model.int8.onnx"), weight_type=QuantType.QInt8, per_channel=True)
         files["int8"] = output / "model.int8.onnx"
-    torch_logits = _torch_logits(predictor, examples)
+    predictor.precision = "fp32"  # parity is against the very fp32 network that was exported
+    torch_logits = predictor.logits(examples.texts, examples.pairs, batch_size=32)
     torch_accuracy = float((torch_logits.argmax(axis=1) == examples.labels).mean())
     report: dict[str, Any] = {"run": run.id, "folder": str(output), "labels": run.manifest["labels"],
                               "max_length": run.manifest["max_length"], "inputs": inputs, "rows_checked": len(examples),
@@ -175,22 +176,6 @@ def export_run(run: Run, predictor: Any, examples: Any, output: Path, quantize: 
     report["seconds"] = round(time.perf_counter() - started, 2)
     write_json(output / "export.json", report)
     return report
-
-
-def _torch_logits(predictor: Any, examples: Any, batch_size: int = 32) -> np.ndarray:
-    """fp32 logits of the very network that was exported (no autocast), in input order."""
-    import torch
-
-    order = np.argsort([-len(t) for t in examples.texts], kind="stable")
-    out = np.zeros((len(examples), len(predictor.labels)), dtype=np.float32)
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            batch = predictor.tokenizer([examples.texts[i] for i in rows],
-                                        [examples.pairs[i] for i in rows] if examples.pairs else None, truncation=True,
-                                        max_length=predictor.max_length, padding=True, return_tensors="pt")
-            out[rows] = predictor.model(**batch).logits.float().numpy()
-    return out
 
 
 def render(report: dict[str, Any]) -> str:

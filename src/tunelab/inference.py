@@ -36,14 +36,18 @@ class Predictor:
                             pooling=self.manifest["pooling"], batch_size=batch_size, progress=progress,
                             precision=self.precision)
             return self.head.predict_proba(vectors)
-        return self._classify(texts, pairs, batch_size, progress)
+        logits = self.logits(texts, pairs, batch_size, progress).astype(np.float64)
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
 
-    def _classify(self, texts: Sequence[str], pairs: Sequence[str] | None, batch_size: int, progress: bool) -> np.ndarray:
+    def logits(self, texts: Sequence[str], pairs: Sequence[str] | None = None, batch_size: int = 64,
+               progress: bool = False) -> np.ndarray:
+        """[n, num_labels] classifier logits in input order, in length-sorted batches (classifier runs only)."""
         import torch
         from tqdm.auto import tqdm
 
         order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a batch
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         device = next(self.model.parameters()).device
         bar = tqdm(total=len(texts), desc="Predicting", unit="text", disable=not progress)
         with torch.inference_mode(), autocast(self.precision, device.type), bar:
@@ -51,8 +55,7 @@ class Predictor:
                 rows = order[start:start + batch_size]
                 batch = self.tokenizer([texts[i] for i in rows], [pairs[i] for i in rows] if pairs else None,
                                        truncation=True, max_length=self.max_length, padding=True, return_tensors="pt").to(device)
-                logits = self.model(**batch).logits.float()
-                out[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
+                out[rows] = self.model(**batch).logits.float().cpu().numpy()
                 bar.update(len(rows))
         return out
 

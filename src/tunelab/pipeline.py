@@ -97,8 +97,8 @@ def train(config: RunConfig, store: RunStore, data: ClassificationData | None = 
     else:  # the same fit in step with rank 0, writing nothing
         run_id, path, resumed = distributed.share(None)
         with tempfile.TemporaryDirectory(prefix="tunelab-") as scratch:
-            fit_function(config.strategy)(FitContext(config, data, ref, tokenizer, Path(path), Path(scratch),
-                                                     store.root / ".cache", resume=resumed))
+            fit_function(config.strategy)(FitContext(config, data, ref, tokenizer, Path(path), Path(scratch), store.root,
+                                                     resume=resumed))
     distributed.barrier()  # rank 0 has renamed and indexed the run
     run = store.get(run_id)
     scores = run.manifest["metrics"]["validation"]
@@ -139,8 +139,7 @@ def _fit_and_record(config: RunConfig, ref: Any, tokenizer: Any, data: Classific
     console.info(f"[{draft.id}] {verb} {config.strategy} on {ref.given}: {len(data.train)} train / {len(data.validation)}"
                  f" validation examples, {len(data.labels)} labels")
     with tempfile.TemporaryDirectory(prefix="tunelab-") as scratch, Measure() as cost:
-        context = FitContext(config, data, ref, tokenizer, draft.path, Path(scratch), store.root / ".cache",
-                             resume=draft.resumed)
+        context = FitContext(config, data, ref, tokenizer, draft.path, Path(scratch), store.root, resume=draft.resumed)
         try:
             result = fit_function(config.strategy)(context)
         except KeyboardInterrupt:

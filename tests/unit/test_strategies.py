@@ -68,7 +68,7 @@ def _fit_directly(tiny_model, sentiment_files, tmp_path, strategy, **overrides):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     with tempfile.TemporaryDirectory() as scratch:
-        result = finetune_fit(FitContext(config, data, ref, load_tokenizer(ref), run_dir, Path(scratch), tmp_path / "cache"))
+        result = finetune_fit(FitContext(config, data, ref, load_tokenizer(ref), run_dir, Path(scratch), tmp_path))
     manifest = {"strategy": strategy, "labels": data.labels, "max_length": 32, "pooling": "mean",
                 "peft_method": config.peft.method, "base_model": {"given": str(tiny_model), "fingerprint": None}}
     return data, result, manifest, run_dir

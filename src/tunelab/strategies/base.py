@@ -21,8 +21,13 @@ class FitContext:
     tokenizer: Any
     run_dir: Path  # the (still temporary) run folder: artifacts go here
     scratch: Path  # files that do not belong in the run and need not survive a crash
-    cache_root: Path  # shared caches (embeddings) that outlive runs
+    store_root: Path  # the run store: other runs (a distillation teacher) and shared caches live there
     resume: bool = False  # continue from the latest checkpoint under `checkpoints`
+
+    @property
+    def cache_root(self) -> Path:
+        """Shared caches (embeddings) that outlive runs."""
+        return self.store_root / ".cache"
 
     @property
     def checkpoints(self) -> Path:

@@ -98,10 +98,10 @@ def fit(ctx: FitContext) -> FitResult:
     """Distil the teacher run into the student on the training texts (plus unlabelled ones), keep the best epoch."""
     from tunelab.data.corpus import read_corpus
     from tunelab.inference import load_run_predictor
-    from tunelab.strategies.finetune import _trainer_metrics
+    from tunelab.strategies.finetune import trainer_metrics
 
     config, data, settings = ctx.config, ctx.data, ctx.config.distill
-    store = RunStore(ctx.cache_root.parent)
+    store = RunStore(ctx.store_root)
     teacher_run = store.get(settings.teacher)
     if teacher_run.manifest.get("labels") != data.labels:
         raise UserError(f"run {teacher_run.id}: the teacher's labels {teacher_run.manifest.get('labels')} differ from"
@@ -131,7 +131,7 @@ def fit(ctx: FitContext) -> FitResult:
     eval_set = _with_teacher_logits(tokenize(ctx.tokenizer, data.validation, max_length, "Tokenising validation"), eval_logits)
     trainable, total = parameter_counts(student)
     trainer = build_trainer(config, student, ctx.tokenizer, train_set, eval_set, ctx.checkpoints, config.train.learning_rate,
-                            _trainer_metrics(data.labels), trainer_class=DistillationTrainer,
+                            trainer_metrics(data.labels), trainer_class=DistillationTrainer,
                             trainer_options={"temperature": settings.temperature, "alpha": settings.alpha},
                             remove_unused_columns=False)  # teacher_logits is no forward() argument
     checkpoint = latest_checkpoint(ctx.checkpoints) if ctx.resume else None

@@ -58,7 +58,8 @@ def new_module_names(missing_keys: set[str]) -> list[str]:
     return sorted({key.rsplit(".", 1)[0] for key in missing_keys})
 
 
-def _trainer_metrics(labels: list[str]):
+def trainer_metrics(labels: list[str]):
+    """compute_metrics for the Trainer: accuracy, macro-F1 and how many classes the model predicts at all."""
     def compute(prediction: Any) -> dict[str, float]:
         logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
         logits = logits - logits.max(axis=1, keepdims=True)
@@ -137,7 +138,7 @@ def fit(ctx: FitContext) -> FitResult:
     eval_set = eval_set.select(np.argsort([-len(ids) for ids in eval_set["input_ids"]], kind="stable"))
     learning_rate = config.train.learning_rate or DEFAULT_LEARNING_RATE[config.strategy]
     trainer = build_trainer(config, model, ctx.tokenizer, train_set, eval_set, ctx.checkpoints,
-                            learning_rate, _trainer_metrics(data.labels),
+                            learning_rate, trainer_metrics(data.labels),
                             ddp_find_unused_parameters=False)  # a classifier uses every weight that trains
     watch = CollapseWatch(len(data.labels))
     trainer.add_callback(watch)
