@@ -15,14 +15,15 @@ from tunelab.errors import UserError
 
 # Each training flag is a shorthand for a config path, so flags, YAML and key=value agree.
 CONFIG_FLAGS = {
-    "train": ("data.train", "training data file (CSV, TSV, JSONL, Parquet) or hf:<dataset>"),
+    "task": ("task", "classification | token-classification | question-answering | similarity (default: classification)"),
+    "train": ("data.train", "training data: CSV, TSV, JSONL, Parquet, hf:<dataset>; NER: CoNLL columns; QA: SQuAD JSON"),
     "validation": ("data.validation", "validation file; default: a seeded stratified 10%% of --train"),
     "test": ("data.test", "optional test file, scored once after training"),
     "text_column": ("data.text_column", "column holding the text (default: text)"),
     "text_pair_column": ("data.text_pair_column", "column holding a second text, for sentence-pair tasks"),
     "label_column": ("data.label_column", "column holding the label (default: label)"),
     "model": ("model.name_or_path", "hub id, local folder or run:<id> (default: the bundled MiniLM)"),
-    "max_length": ("model.max_length", "truncate inputs to this many tokens (default: 128)"),
+    "max_length": ("model.max_length", "tokens per input window (default by task: 128; NER 256; QA 384)"),
     "seed": ("seed", "random seed (default: 42)"),
     "output_dir": ("output_dir", "where to write the run (default: <store>/<strategy>-<time>)"),
 }
@@ -164,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(serve)
     serve.set_defaults(handler=_serve)
 
+    embed = commands.add_parser("embed", help="sentence vectors from a similarity bi-encoder run, for search or clustering")
+    embed.add_argument("run", help="run id or run folder (tunelab train --task similarity)")
+    embed.add_argument("--input", required=True, help="texts: .txt (one per line) or a CSV/TSV/JSONL/Parquet table")
+    embed.add_argument("--output", required=True, help="vectors.npy ([rows, dim] float32, unit length) or .jsonl")
+    embed.add_argument("--text-column", default=None, help="text column of a table (default: the run's own)")
+    embed.add_argument("--batch-size", type=int, default=64)
+    _add_store(embed)
+    embed.set_defaults(handler=_embed)
+
     runs = commands.add_parser("runs", help="list, show or remove runs")
     runs_commands = runs.add_subparsers(dest="runs_command", required=True, metavar="ACTION")
     listing = runs_commands.add_parser("list", help="all runs with their scores")
@@ -284,11 +294,29 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(metrics, indent=2))
         return
+    if "task" in metrics:  # a task head beyond single-label classification
+        _print_task_metrics(metrics, args.data)
+        return
     print(f"{metrics['run']} on {args.data} ({metrics['n']} rows): accuracy {metrics['accuracy']:.4f},"
           f" macro-F1 {metrics['macro_f1']:.4f}")
     for label, scores in metrics["per_class"].items():
         print(f"  {label:<24} precision {scores['precision']:.3f}  recall {scores['recall']:.3f}"
               f"  f1 {scores['f1']:.3f}  support {scores['support']}")
+
+
+def _print_task_metrics(metrics: dict[str, Any], source: str) -> None:
+    scalars = ", ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+    print(f"{metrics['run']} ({metrics['task']}) on {source} ({metrics['n']} rows): {scalars}")
+    for name, scores in {**metrics.get("per_type", {}), **metrics.get("per_class", {}), **metrics.get("by_answer_length", {})}.items():
+        print(f"  {name:<24} " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()))
+
+
+def _embed(args: argparse.Namespace) -> None:
+    from tunelab.task_pipeline import embed_texts
+
+    store = _store(args)
+    rows, dimension = embed_texts(store.get(args.run), args.input, args.output, store, args.text_column, args.quiet, args.batch_size)
+    console.info(f"{rows} vectors of dimension {dimension} written to {args.output}")
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -347,14 +375,15 @@ def _runs_list(args: argparse.Namespace) -> None:
     if not runs:
         print(f"no runs in {_store(args).root}")
         return
-    print(f"{'id':<36} {'kind':<10} {'strategy':<9} {'model':<22} {'accuracy':>8} {'macro_f1':>8}  created")
+    from tunelab.task_pipeline import headline_text
+
+    print(f"{'id':<36} {'task':<20} {'strategy':<9} {'model':<22} {'validation':<22} created")
     for run in runs:
-        scores = run.manifest.get("metrics", {}).get("validation", {})
-        accuracy = f"{scores['accuracy']:.4f}" if scores else "-"
-        f1 = f"{scores['macro_f1']:.4f}" if scores else "-"
-        model = run.manifest.get("base_model", {}).get("given", "-")
-        print(f"{run.id:<36} {run.kind:<10} {run.manifest.get('strategy', '-'):<9} {model[:22]:<22} {accuracy:>8} {f1:>8}"
-              f"  {run.manifest.get('created', '')}")
+        manifest = run.manifest
+        task = manifest.get("task_kind", manifest.get("task", "classification")) if run.kind == "run" else run.kind
+        model = manifest.get("base_model", {}).get("given", "-")
+        print(f"{run.id:<36} {task:<20} {manifest.get('strategy', '-'):<9} {model[:22]:<22} {headline_text(manifest):<22}"
+              f" {manifest.get('created', '')}")
 
 
 def _runs_interrupted(args: argparse.Namespace) -> None:

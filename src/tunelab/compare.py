@@ -46,7 +46,12 @@ def compare(config: RunConfig, store: RunStore, strategies: list[str], models: l
     for strategy in strategies:
         if strategy not in (*STRATEGIES, "auto"):
             raise UserError(f"--strategies: unknown strategy {strategy!r}{did_you_mean(strategy, STRATEGIES)}")
-    data = load_data(config.data, config.seed)  # one split, shared by every run
+    if config.task_kind == "classification":
+        data = load_data(config.data, config.seed)  # one split, shared by every run
+    else:
+        from tunelab.tasks import task_for
+
+        data = task_for(config).load_data()
     for message in data.warnings:
         console.warn(message)
     rows = []
@@ -64,7 +69,7 @@ def compare(config: RunConfig, store: RunStore, strategies: list[str], models: l
                 gc.collect()  # let the previous model's memory go before the next one is measured
     groups = seed_groups(rows) if seeds > 1 else []
     with store.writing(output_dir, "compare") as draft:
-        table = markdown_table(rows) + (f"\n\nOver {seeds} seeds:\n\n" + seeds_table(groups) if groups else "")
+        table = markdown_table(rows, columns_for(rows)) + (f"\n\nOver {seeds} seeds:\n\n" + seeds_table(groups) if groups else "")
         summary = {"kind": "comparison", "id": draft.id, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                    "data": {"train": config.data.train, "validation": config.data.validation,
                             "train_rows": len(data.train), "validation_rows": len(data.validation)},
@@ -82,28 +87,40 @@ def compare(config: RunConfig, store: RunStore, strategies: list[str], models: l
     return result
 
 
+def score_names(rows: list[dict[str, Any]]) -> list[str]:
+    """The metric columns of the rows: accuracy and macro-F1 for classification, else the task's headline metric."""
+    return ["accuracy", "macro_f1"] if "macro_f1" in rows[0] else [rows[0]["metric"]]
+
+
+def columns_for(rows: list[dict[str, Any]]) -> tuple[str, ...]:
+    """Table columns for these rows."""
+    return ("strategy", "model", *score_names(rows), "train_seconds", "trainable_params", "artifact", "peak_rss_mb")
+
+
 def seed_groups(rows: list[dict[str, Any]], gap: float = 0.10) -> list[dict[str, Any]]:
-    """Mean and std per (model, strategy); a run more than `gap` macro-F1 below its group's median is degenerate."""
+    """Mean and std per (model, strategy); a run more than `gap` below its group's median (last metric) is degenerate."""
+    names = score_names(rows)
     groups = []
     for key in dict.fromkeys((r["model"], r["strategy"]) for r in rows):
         members = [r for r in rows if (r["model"], r["strategy"]) == key]
-        f1 = np.array([r["macro_f1"] for r in members])
-        accuracy = np.array([r["accuracy"] for r in members])
-        groups.append({
-            "model": key[0], "strategy": key[1], "seeds": [r["seed"] for r in members],
-            "accuracy_mean": round(float(accuracy.mean()), 4), "accuracy_std": round(float(accuracy.std(ddof=1)), 4),
-            "macro_f1_mean": round(float(f1.mean()), 4), "macro_f1_std": round(float(f1.std(ddof=1)), 4),
-            "degenerate": [r["run"] for r in members if r["macro_f1"] < np.median(f1) - gap or r["collapsed"]],
-        })
+        group: dict[str, Any] = {"model": key[0], "strategy": key[1], "seeds": [r["seed"] for r in members], "metrics": names}
+        for name in names:
+            values = np.array([r[name] for r in members])
+            group[f"{name}_mean"], group[f"{name}_std"] = round(float(values.mean()), 4), round(float(values.std(ddof=1)), 4)
+        judged = np.array([r[names[-1]] for r in members])
+        scale = 100 if judged.max() > 1.0 else 1  # QA's EM/F1 are percentages
+        group["degenerate"] = [r["run"] for r in members if r[names[-1]] < np.median(judged) - gap * scale or r["collapsed"]]
+        groups.append(group)
     return groups
 
 
 def seeds_table(groups: list[dict[str, Any]]) -> str:
     """Mean ± std per setup as Markdown."""
-    lines = ["| strategy | model | accuracy | macro_f1 | seeds | degenerate |", "|---|---|---|---|---|---|"]
+    names = groups[0]["metrics"]
+    lines = ["| strategy | model | " + " | ".join(names) + " | seeds | degenerate |", "|---|---|" + "---|" * len(names) + "---|---|"]
     for g in groups:
-        lines.append(f"| {g['strategy']} | {g['model']} | {g['accuracy_mean']:.4f} ± {g['accuracy_std']:.4f} |"
-                     f" {g['macro_f1_mean']:.4f} ± {g['macro_f1_std']:.4f} | {len(g['seeds'])} | {', '.join(g['degenerate']) or '-'} |")
+        cells = " | ".join(f"{g[f'{n}_mean']:.4f} ± {g[f'{n}_std']:.4f}" for n in names)
+        lines.append(f"| {g['strategy']} | {g['model']} | {cells} | {len(g['seeds'])} | {', '.join(g['degenerate']) or '-'} |")
     return "\n".join(lines)
 
 
@@ -113,7 +130,8 @@ def _row(run: Run) -> dict[str, Any]:
     return {
         "run": run.id, "strategy": manifest["strategy"], "model": manifest["base_model"]["given"], "seed": manifest["seed"],
         "collapsed": any(f["code"] == "collapse" for f in manifest.get("advice", [])),
-        "accuracy": round(scores["accuracy"], 4), "macro_f1": round(scores["macro_f1"], 4),
+        **({"accuracy": round(scores["accuracy"], 4), "macro_f1": round(scores["macro_f1"], 4)} if "metric" not in manifest
+           else {"metric": manifest["metric"], manifest["metric"]: round(scores[manifest["metric"]], 4)}),
         "train_seconds": manifest["train_seconds"], "trainable_params": manifest["trainable_params"],
         "total_params": manifest["total_params"], "artifact_bytes": manifest["artifact_bytes"],
         "artifact_mb": round(manifest["artifact_bytes"] / 2**20, 3),
@@ -121,12 +139,12 @@ def _row(run: Run) -> dict[str, Any]:
     }
 
 
-def markdown_table(rows: list[dict[str, Any]]) -> str:
+def markdown_table(rows: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
     """The rows as a Markdown table (also readable as plain text)."""
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     for row in rows:
         row = {**row, "artifact": human_size(row["artifact_bytes"])}
-        cells = [f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in COLUMNS]
+        cells = [f"{row[c]:,}" if isinstance(row[c], int) else str(row[c]) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

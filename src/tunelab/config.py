@@ -18,7 +18,13 @@ from tunelab.errors import UserError, did_you_mean
 from tunelab.hardware import PRECISIONS
 
 STRATEGIES = ("features", "full", "lora", "fewshot")
-TASKS = ("classification",)
+TASKS = ("classification", "token-classification", "question-answering", "similarity")
+# What each task head is judged by (higher is better); the best checkpoint is chosen on it.
+HEADLINE_METRIC = {"classification": "macro_f1", "multi-label": "micro_f1", "regression": "spearman",
+                   "token-classification": "f1", "question-answering": "f1", "similarity": "spearman"}
+PROBLEM_TYPES = ("single_label", "multi_label", "regression")
+# Inputs differ in length by task: SQuAD contexts need long windows, sentences do not.
+DEFAULT_MAX_LENGTH = {"classification": 128, "token-classification": 256, "question-answering": 384, "similarity": 128}
 
 
 @dataclass
@@ -28,7 +34,7 @@ class ModelConfig:
     name_or_path: str = "default"  # "default" = bundled MiniLM; a hub id; a local path; run:<id>
     revision: str | None = None
     tokenizer: str | None = None  # another tokenizer (folder or hub id); None: the model's own
-    max_length: int = 128
+    max_length: int | None = None  # None: the task's default (DEFAULT_MAX_LENGTH)
     pooling: str = "mean"  # features strategy: mean | cls
     attn_implementation: str | None = None  # attention kernel (eager, sdpa, ...); None: the library's default
 
@@ -67,7 +73,7 @@ class TrainConfig:
     save_steps: int | None = None  # also checkpoint every N steps (for --resume); None: once per epoch
     layerwise_lr_decay: float | None = None  # full: lr x decay**(layers above), e.g. 0.9; less forgetting
     gradual_unfreezing: bool = False  # full: head first, then layers top-down, one stage per epoch (ULMFiT)
-    metric_for_best_model: str = "macro_f1"
+    metric_for_best_model: str | None = None  # None: the task's headline metric (macro_f1, f1, spearman, ...)
     early_stopping_patience: int | None = None
     overfit_patience: int = 2  # stop once validation falls while the train/validation loss gap grows this many evaluations in a row; 0: off
     logging_steps: int = 25
@@ -135,6 +141,45 @@ class DistillConfig:
 
 
 @dataclass
+class ClassificationConfig:
+    """Options of the classification task: one label, several labels per row, or a number."""
+
+    problem_type: str = "single_label"  # single_label | multi_label | regression
+    label_separator: str = ","  # multi_label in CSV/TSV: labels within one cell (JSONL may hold a list)
+    threshold: float | None = None  # multi_label decision threshold; None: tuned on validation
+
+
+@dataclass
+class NerConfig:
+    """Token classification input: CoNLL columns or JSONL fields, the tag scheme, long-sentence windows."""
+
+    token_column: int = 0  # CoNLL: column index of the word
+    tag_column: int = -1  # CoNLL: column index of the tag (-1: last)
+    tokens_field: str = "tokens"  # JSONL: field with the word list
+    tags_field: str = "tags"  # JSONL: field with the tag list
+    tag_scheme: str = "auto"  # auto | iob1 | iob2: IOB1 (and stray I- starts) become IOB2; iob2 rejects them
+    stride: int | None = None  # sub-words shared by consecutive windows of a long sentence; None: max_length // 8
+
+
+@dataclass
+class QaConfig:
+    """Extractive question answering: context windows and answer search."""
+
+    doc_stride: int = 128  # tokens shared by consecutive windows of a long context
+    max_answer_length: int = 30  # in tokens
+    n_best: int = 20  # start and end candidates searched per window
+    null_threshold: float = 0.0  # SQuAD v2: answer "" when the no-answer score beats the best span by this margin
+
+
+@dataclass
+class SimilarityConfig:
+    """Sentence similarity: separate encodings compared by cosine (bi-encoder), or the pair read together."""
+
+    architecture: str = "bi-encoder"  # bi-encoder | cross-encoder
+    scale: float = 20.0  # CoSENT: cosine scale (sentence-transformers' default)
+
+
+@dataclass
 class RunConfig:
     """Everything that defines one training run; saved resolved as config.yaml in the run."""
 
@@ -153,11 +198,36 @@ class RunConfig:
     adapt: AdaptConfig = field(default_factory=AdaptConfig)
     fewshot: FewshotConfig = field(default_factory=FewshotConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    classification: ClassificationConfig = field(default_factory=ClassificationConfig)
+    ner: NerConfig = field(default_factory=NerConfig)
+    qa: QaConfig = field(default_factory=QaConfig)
+    similarity: SimilarityConfig = field(default_factory=SimilarityConfig)
+
+    @property
+    def task_kind(self) -> str:
+        """The task head that trains: the task, or classification's multi-label / regression variant."""
+        if self.task == "classification" and self.classification.problem_type != "single_label":
+            return self.classification.problem_type.replace("_", "-")
+        return self.task
 
     def validate(self) -> RunConfig:
         """Check choices that are cheap to check before any data or model is loaded."""
         if self.task not in TASKS:
-            raise UserError(f"config task: unknown task {self.task!r}; expected one of {', '.join(TASKS)}")
+            raise UserError(f"config task: unknown task {self.task!r}{did_you_mean(self.task, TASKS)}; expected one of {', '.join(TASKS)}")
+        if self.classification.problem_type not in PROBLEM_TYPES:
+            raise UserError(f"config classification.problem_type: expected one of {', '.join(PROBLEM_TYPES)},"
+                            f" got {self.classification.problem_type!r}")
+        if self.similarity.architecture not in ("bi-encoder", "cross-encoder"):
+            raise UserError(f"config similarity.architecture: expected bi-encoder or cross-encoder, got {self.similarity.architecture!r}")
+        if self.ner.tag_scheme not in ("auto", "iob1", "iob2"):
+            raise UserError(f"config ner.tag_scheme: expected auto, iob1 or iob2, got {self.ner.tag_scheme!r}")
+        if self.model.max_length is None:
+            self.model.max_length = DEFAULT_MAX_LENGTH[self.task]
+        if self.train.metric_for_best_model is None:
+            self.train.metric_for_best_model = HEADLINE_METRIC[self.task_kind]
+        if self.task_kind != "classification" and self.strategy in ("fewshot", "distill"):
+            raise UserError(f"config strategy: {self.strategy} is for single-label classification; {self.task_kind} trains"
+                            " with features, full or lora")
         if self.strategy not in (*STRATEGIES, "auto", "adapt", "distill"):
             raise UserError(
                 f"config strategy: unknown strategy {self.strategy!r}{did_you_mean(self.strategy, STRATEGIES)};"
@@ -189,6 +259,14 @@ class RunConfig:
             raise UserError(f"config adapt.held_out: expected a share between 0 and 1, got {self.adapt.held_out}")
         if not 0.0 < self.adapt.mlm_probability < 1.0:
             raise UserError(f"config adapt.mlm_probability: expected a probability, got {self.adapt.mlm_probability}")
+        if self.task == "question-answering" and not 0 < self.qa.doc_stride < self.model.max_length // 2:
+            raise UserError(f"config qa.doc_stride: expected between 1 and half of model.max_length ({self.model.max_length}),"
+                            f" got {self.qa.doc_stride}")
+        if self.ner.stride is None:
+            self.ner.stride = self.model.max_length // 8
+        if self.task == "token-classification" and not 0 <= self.ner.stride < self.model.max_length // 2:
+            raise UserError(f"config ner.stride: expected between 0 and half of model.max_length ({self.model.max_length}),"
+                            f" got {self.ner.stride}")
         if self.model.max_length < 8:
             raise UserError(f"config model.max_length: expected at least 8 tokens, got {self.model.max_length}")
         return self

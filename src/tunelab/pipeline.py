@@ -62,13 +62,17 @@ def seed_everything(seed: int) -> None:
     set_seed(seed)
 
 
-def train(config: RunConfig, store: RunStore, data: ClassificationData | None = None, resume: Path | None = None) -> Run:
+def train(config: RunConfig, store: RunStore, data: Any = None, resume: Path | None = None) -> Run:
     """Fit one strategy, save a self-contained run, score the saved run on validation (and test).
 
     `resume` is an interrupted run's hidden folder (RunStore.find_interrupted): training continues from
     its latest checkpoint. Under torchrun/accelerate every rank trains; rank 0 alone writes.
     """
     config = copy.deepcopy(config).validate()
+    if config.task_kind != "classification":
+        from tunelab.task_pipeline import train_task
+
+        return train_task(config, store, data, resume)
     if config.strategy == "adapt":
         raise UserError("strategy 'adapt' is continued pre-training: run `tunelab adapt --corpus FILE` instead")
     _check_distributed(config)
@@ -258,6 +262,10 @@ def evaluate(run_id: str, source: str, store: RunStore, columns: dict[str, str |
              quiet: bool = False) -> dict[str, Any]:
     """Score a run on a labelled file; the result is also saved under the run's evaluations/."""
     run = store.get(run_id)
+    if run.manifest.get("task_kind", "classification") != "classification":
+        from tunelab.task_pipeline import evaluate_task
+
+        return evaluate_task(run, source, store, columns, quiet)
     data_config = run_data_config(run, columns or {})
     examples, _ = read_examples(source, data_config, run.manifest["labels"], "test")
     metrics = compute_metrics(examples.labels, load_run_predictor(run, store.root).predict_proba(
@@ -272,8 +280,12 @@ def evaluate(run_id: str, source: str, store: RunStore, columns: dict[str, str |
 
 def predict(run_id: str, source: str, output: str, store: RunStore, columns: dict[str, str | None] | None = None,
             quiet: bool = False, batch_size: int = 64) -> int:
-    """Write one JSON line per input row (label, score, probabilities); returns the row count."""
+    """Write one JSON line per input row (label, score, probabilities; other tasks: their answer); returns the row count."""
     run = store.get(run_id)
+    if run.manifest.get("task_kind", "classification") != "classification":
+        from tunelab.task_pipeline import predict_task
+
+        return predict_task(run, source, output, store, columns, quiet, batch_size)
     data_config = run_data_config(run, columns or {})
     examples, _ = read_examples(source, data_config, run.manifest["labels"], "test", with_labels=False)
     probabilities = load_run_predictor(run, store.root).predict_proba(

@@ -21,7 +21,7 @@ from tunelab.tasks.classification import compute_metrics, tokenize
 from tunelab.training import build_trainer, latest_checkpoint
 
 
-def peft_config(settings: PeftSettings, new_modules: list[str], total_steps: int) -> Any:
+def peft_config(settings: PeftSettings, new_modules: list[str], total_steps: int, task_type: str = "SEQ_CLS") -> Any:
     """A peft config of the chosen method; newly initialised modules (the head) are trained and saved."""
     from peft import PeftType, TaskType
     from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
@@ -32,7 +32,7 @@ def peft_config(settings: PeftSettings, new_modules: list[str], total_steps: int
         raise UserError(f"config peft.method: unknown PEFT method {settings.method!r}{did_you_mean(settings.method.lower(), names)}")
     config_class = PEFT_TYPE_TO_CONFIG_MAPPING[PeftType[method]]
     accepted = {f.name for f in dataclasses.fields(config_class)}
-    kwargs: dict[str, Any] = {"task_type": TaskType.SEQ_CLS}
+    kwargs: dict[str, Any] = {"task_type": TaskType[task_type]}
     for key in ("r", "lora_alpha", "lora_dropout", "target_modules"):
         if key in accepted and getattr(settings, key) is not None:
             kwargs[key] = getattr(settings, key)
