@@ -165,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_store(serve)
     serve.set_defaults(handler=_serve)
 
+    report = commands.add_parser("report", help="one self-contained HTML report of runs (curves, confusions, trade-offs)")
+    report.add_argument("runs", nargs="+", metavar="RUN", help="run ids or folders; a comparison id stands for its runs")
+    report.add_argument("--output", default=None, help="HTML file (default: <run>/report.html for one run, else report.html)")
+    _add_store(report)
+    report.set_defaults(handler=_report)
+
     embed = commands.add_parser("embed", help="sentence vectors from a similarity bi-encoder run, for search or clustering")
     embed.add_argument("run", help="run id or run folder (tunelab train --task similarity)")
     embed.add_argument("--input", required=True, help="texts: .txt (one per line) or a CSV/TSV/JSONL/Parquet table")
@@ -309,6 +315,14 @@ def _print_task_metrics(metrics: dict[str, Any], source: str) -> None:
     print(f"{metrics['run']} ({metrics['task']}) on {source} ({metrics['n']} rows): {scalars}")
     for name, scores in {**metrics.get("per_type", {}), **metrics.get("per_class", {}), **metrics.get("by_answer_length", {})}.items():
         print(f"  {name:<24} " + "  ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in scores.items()))
+
+
+def _report(args: argparse.Namespace) -> None:
+    from tunelab.report import expand, write_report
+
+    runs = expand(_store(args), args.runs)
+    output = Path(args.output) if args.output else (runs[0].path / "report.html" if len(runs) == 1 else Path("report.html"))
+    print(f"report on {len(runs)} run(s) written to {write_report(runs, output)}")
 
 
 def _embed(args: argparse.Namespace) -> None:

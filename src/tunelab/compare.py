@@ -79,11 +79,14 @@ def compare(config: RunConfig, store: RunStore, strategies: list[str], models: l
             f"# tunelab compare\n\nTrain: {config.data.train} ({len(data.train)} rows); validation:"
             f" {config.data.validation or 'held out from train'} ({len(data.validation)} rows).\n\n{table}\n")
         write_json(draft.path / MANIFEST, {k: v for k, v in summary.items() if k != "rows"} | {"runs": [r["run"] for r in rows]})
+        from tunelab.report import write_report
+
+        write_report([store.get(r["run"]) for r in rows], draft.path / "report.html", f"tunelab compare {draft.id}")
     for group in groups:
         for run_id in group["degenerate"]:
             console.warn(f"degenerate run: {run_id} scored far below its {group['strategy']} siblings; check its learning curve")
     result = Comparison(store.get(draft.id), rows)
-    console.result("\n" + table + f"\n\nwritten to {result.run.path}/compare.md and compare.json")
+    console.result("\n" + table + f"\n\nwritten to {result.run.path}/compare.md, compare.json and report.html")
     return result
 
 

@@ -1,6 +1,7 @@
 """`tunelab serve`: a REST API over the runs in a store (FastAPI + uvicorn).
 
-`POST /v1/predict` takes a run id and a list of texts; runs are loaded on first use. LoRA runs
+`POST /v1/predict` takes a run id and a list of texts (questions with contexts, or text pairs, in
+`pairs`); runs are loaded on first use. `/` is a dashboard (tunelab.dashboard). LoRA runs
 share one loaded base model (per base and label count) and swap adapters per request; other runs
 are kept as their own predictors (a bounded number, least recently used first out). Admin routes
 load and unload runs at runtime behind a bearer token, and do not exist without one. Every bad request gets a clear 4xx: unknown run 404,
@@ -23,6 +24,26 @@ from tunelab.errors import UserError
 from tunelab.registry import RUN_ID, RunStore
 
 log = logging.getLogger("tunelab.serve")
+
+
+class TaskModels:
+    """Loaded task-head runs (NER, QA, similarity, multi-label, regression), least recently used out first."""
+
+    def __init__(self, store: RunStore, size: int) -> None:
+        self.store, self.size = store, size
+        self.predictors: OrderedDict[str, Any] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def records(self, run: Any, texts: list[str], pairs: list[str] | None) -> list[dict[str, Any]]:
+        """The task's answer per input, as `tunelab predict` writes it."""
+        from tunelab.task_pipeline import load_task_predictor
+
+        with self.lock:  # one pass at a time: the model is not re-entrant under autocast
+            predictor = self.predictors.pop(run.id, None) or load_task_predictor(run.path, run.manifest, self.store.root)
+            self.predictors[run.id] = predictor
+            while len(self.predictors) > self.size:
+                self.predictors.popitem(last=False)
+            return predictor.records(predictor.task.rows_from_inputs(texts, pairs))
 
 
 class Limits:
@@ -202,13 +223,14 @@ def create_app(store: RunStore, limits: Limits | None = None, admin_token: str |
 
     limits = limits or Limits()
     models = Models(store, limits.max_loaded_runs, onnx)
+    task_models = TaskModels(store, limits.max_loaded_runs)
     batcher = MicroBatcher(models, limits.batch_wait_ms, limits.max_batch_texts) if limits.batch_wait_ms > 0 else None
     app = FastAPI(title="tunelab", description="Predictions from fine-tuned runs in a tunelab store.")
 
     class PredictRequest(BaseModel):
         run: str = Field(description="run id in the store")
-        inputs: list[str] = Field(description="texts to classify")
-        pairs: list[str] | None = Field(default=None, description="second texts, for sentence-pair runs")
+        inputs: list[str] = Field(description="texts (questions, for question answering)")
+        pairs: list[str] | None = Field(default=None, description="second texts: sentence pairs, similarity, QA contexts")
 
     @app.middleware("http")
     async def access_log(request: Request, call_next: Any) -> Any:
@@ -244,6 +266,16 @@ def create_app(store: RunStore, limits: Limits | None = None, admin_token: str |
         if body.pairs is not None and len(body.pairs) != len(body.inputs):
             raise HTTPException(422, f"pairs: {len(body.pairs)} second texts for {len(body.inputs)} inputs")
         try:
+            run = store.get(body.run)
+        except UserError as error:
+            raise HTTPException(404, str(error)) from None
+        if run.manifest.get("task_kind", "classification") != "classification":
+            try:
+                return {"run": body.run, "task": run.manifest["task_kind"],
+                        "predictions": task_models.records(run, body.inputs, body.pairs)}
+            except UserError as error:
+                raise HTTPException(422, str(error)) from None
+        try:
             labels, probabilities = (batcher or models).predict(body.run, body.inputs, body.pairs)
         except UserError as error:
             raise HTTPException(404, str(error)) from None
@@ -273,6 +305,10 @@ def create_app(store: RunStore, limits: Limits | None = None, admin_token: str |
             if not models.unload(run_id):
                 raise HTTPException(404, f"run {run_id!r}: not loaded")
             return {"loaded": models.loaded()}
+
+    from tunelab.dashboard import add_dashboard
+
+    add_dashboard(app, store, admin=bool(admin_token))
 
     @app.on_event("shutdown")
     def stop_batching() -> None:

@@ -157,6 +157,10 @@ class Task:
         """One JSON-ready record per input row."""
         raise NotImplementedError
 
+    def rows_from_inputs(self, texts: list[str], pairs: list[str] | None) -> list[Any]:
+        """Rows built from raw request texts (and second texts), for serving."""
+        raise NotImplementedError
+
     def tune(self, predictions: Any, rows: list[Any], info: dict[str, Any], labels: list[str]) -> dict[str, Any]:
         """Settings chosen on validation after training (a multi-label threshold); merged into info."""
         return {}

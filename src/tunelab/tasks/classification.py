@@ -163,7 +163,25 @@ def compute_metrics(gold: np.ndarray, probabilities: np.ndarray, labels: list[st
             for i, label in enumerate(labels)
         },
         "confusion_matrix": confusion_matrix(gold, predicted, labels=ids).tolist(),
+        "calibration": calibration(gold, probabilities),
     }
+
+
+def calibration(gold: np.ndarray, probabilities: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Reliability of the top-class probability: per confidence bin, how often the model is right; and the ECE."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == gold
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    table, ece = [], 0.0
+    for b in range(bins):
+        chosen = which == b
+        if chosen.any():
+            mean_confidence, accuracy = float(confidence[chosen].mean()), float(correct[chosen].mean())
+            table.append({"low": float(edges[b]), "high": float(edges[b + 1]), "count": int(chosen.sum()),
+                          "confidence": mean_confidence, "accuracy": accuracy})
+            ece += chosen.mean() * abs(mean_confidence - accuracy)
+    return {"bins": table, "ece": float(ece)}
 
 
 def prediction_records(examples: Examples, probabilities: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:

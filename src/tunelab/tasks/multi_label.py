@@ -61,6 +61,9 @@ class MultiLabel(Task):
                 row.target = split_labels(cell, self.config.classification.label_separator)
         return rows
 
+    def rows_from_inputs(self, texts: list[str], pairs: list[str] | None) -> list[Row]:
+        return [Row(t, pairs[i - 1] if pairs else None, None, i) for i, t in enumerate(texts, start=1)]
+
     def learn(self, train: list[Row], source: str) -> tuple[list[str], dict[str, Any]]:
         labels = ordered_labels([label for row in train for label in row.target])
         if len(labels) < 2:

@@ -116,6 +116,11 @@ class QuestionAnswering(Task):
         questions = read_questions(source, with_labels, self.config.data.encoding)
         return questions
 
+    def rows_from_inputs(self, texts: list[str], pairs: list[str] | None) -> list[Question]:
+        if pairs is None or any(not p.strip() for p in pairs):
+            raise UserError("pairs: question answering needs a context (in pairs) for every question (in inputs)")
+        return [Question(str(i), text.lstrip(), context) for i, (text, context) in enumerate(zip(texts, pairs, strict=True), start=1)]
+
     def learn(self, train: list[Question], source: str) -> tuple[list[str], dict[str, Any]]:
         unanswerable = sum(not q.answers for q in train)
         if unanswerable == len(train):

@@ -36,6 +36,9 @@ class Regression(Task):
                     raise row_error(source, row.row, self.config.data.label_column, f"expected a number, got {cell!r}")
         return rows
 
+    def rows_from_inputs(self, texts: list[str], pairs: list[str] | None) -> list[Row]:
+        return [Row(t, pairs[i - 1] if pairs else None, None, i) for i, t in enumerate(texts, start=1)]
+
     def learn(self, train: list[Row], source: str) -> tuple[list[str], dict[str, Any]]:
         values = np.array([r.target for r in train])
         if values.std() == 0:

@@ -130,6 +130,11 @@ class Similarity(Task):
                 scores.append(score)
         return [Pair(t, p, s, row) for row, (t, p, s) in enumerate(zip(texts, pairs, scores, strict=True), start=1)]
 
+    def rows_from_inputs(self, texts: list[str], pairs: list[str] | None) -> list[Pair]:
+        if pairs is None:
+            raise UserError("pairs: similarity compares two texts; give the second texts in pairs")
+        return [Pair(t, p, None, i) for i, (t, p) in enumerate(zip(texts, pairs, strict=True), start=1)]
+
     def learn(self, train: list[Pair], source: str) -> tuple[list[str], dict[str, Any]]:
         scores = np.array([p.score for p in train])
         if scores.min() == scores.max():

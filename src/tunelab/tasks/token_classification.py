@@ -112,6 +112,13 @@ class TokenClassification(Task):
             normalise_scheme(sentences, ner.tag_scheme, source)
         return sentences
 
+    def rows_from_inputs(self, texts: list[str], pairs: list[str] | None) -> list[TaggedSentence]:
+        rows = [split_words(text, i) for i, text in enumerate(texts, start=1)]
+        empty = next((r.line for r in rows if not r.tokens), None)
+        if empty is not None:
+            raise UserError(f"inputs: text {empty} has no words")
+        return rows
+
     def learn(self, train: list[TaggedSentence], source: str) -> tuple[list[str], dict[str, Any]]:
         tags = tag_order({t for s in train for t in s.tags})
         if len(tags) < 3:
