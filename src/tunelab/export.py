@@ -109,6 +109,10 @@ def export(run_id: str, store: RunStore, output: str | None = None, quantize: bo
     from tunelab.inference import load_run_predictor
 
     run = store.get(run_id)
+    kind = run.manifest.get("task_kind", "classification")
+    if kind != "classification":
+        raise UserError(f"run {run.id}: ONNX export covers single-label classification runs; this is a {kind} run"
+                        " (serve it with `tunelab serve`)")
     examples = parity_examples(run, data, rows)
     report = export_run(run, load_run_predictor(run, store.root), examples, Path(output) if output else run.path / "onnx", quantize)
     if not report["ok"]:

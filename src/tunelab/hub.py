@@ -31,6 +31,14 @@ def _metric_lines(manifest: dict[str, Any]) -> list[str]:
     return lines
 
 
+USES = {"classification": "Classifying texts like the training data into the labels above.",
+        "multi-label": "Tagging texts like the training data with any of the labels above.",
+        "regression": "Scoring texts like the training data on the same numeric scale.",
+        "token-classification": "Finding the entity types above in text like the training data.",
+        "question-answering": "Answering questions by extracting a span of a given context.",
+        "similarity": "Scoring how similar two texts are (and, for a bi-encoder, embedding texts for search)."}
+
+
 def model_card(run: Run) -> str:
     """README.md for the repository: base model, strategy, data, metrics, intended use, limitations."""
     m = run.manifest
@@ -39,12 +47,12 @@ def model_card(run: Run) -> str:
     train = data.get("train", {})
     labels = m.get("labels") or []
     library = "peft" if m.get("strategy") == "lora" else "transformers"
-    front = ["---", f"library_name: {library}", "tags:", "- tunelab", f"- {m.get('strategy', 'run')}",
-             f"- {m.get('task', 'classification')}", "---", ""]
+    kind = m.get("task_kind", m.get("task", "classification"))
+    front = ["---", f"library_name: {library}", "tags:", "- tunelab", f"- {m.get('strategy', 'run')}", f"- {kind}", "---", ""]
     body = [
         f"# {run.id}",
         "",
-        f"A `{m.get('task', 'classification')}` model trained with [tunelab](https://pypi.org/project/tunelab/)"
+        f"A `{kind}` model trained with [tunelab](https://pypi.org/project/tunelab/)"
         f" by the `{m.get('strategy')}` strategy on top of `{base}`.",
         "",
         "## Training",
@@ -66,7 +74,7 @@ def model_card(run: Run) -> str:
         "",
         "## Intended use",
         "",
-        f"Classifying texts like the training data into the labels above. Load it with"
+        f"{USES.get(kind, USES['classification'])} Load it with"
         f" `tunelab pull <repo>` then `tunelab predict {run.id} --input texts.csv --output predictions.jsonl`"
         + (", or as a plain transformers model from `model/`." if m.get("strategy") in ("full", "distill") else "."),
         "",

@@ -166,3 +166,14 @@ def test_unknown_tag_in_validation_names_the_sentence(tiny_model, tmp_path):
     config = tiny_config(tiny_model, train_file, dev, "full", tmp_path, task="token-classification")
     with pytest.raises(UserError, match=r"dev\.conll: sentence at line 1, word 'Acme': tag 'B-ORG' does not occur"):
         train(config, RunStore(tmp_path / "runs"))
+
+
+def test_ner_run_card_and_export_say_what_it_is(ner_run):
+    from tunelab.export import export
+    from tunelab.hub import model_card
+
+    run, store, _, _ = ner_run
+    card = model_card(run)
+    assert "- token-classification" in card and "Finding the entity types" in card and "| validation | f1 |" in card
+    with pytest.raises(UserError, match="ONNX export covers single-label classification runs; this is a token-classification run"):
+        export(run.id, store)
