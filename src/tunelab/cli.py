@@ -22,6 +22,8 @@ CONFIG_FLAGS = {
     "text_column": ("data.text_column", "column holding the text (default: text)"),
     "text_pair_column": ("data.text_pair_column", "column holding a second text, for sentence-pair tasks"),
     "label_column": ("data.label_column", "column holding the label (default: label)"),
+    "token_column": ("ner.token_column", "NER, CoNLL files: column index of the word (default: 0)"),
+    "tag_column": ("ner.tag_column", "NER, CoNLL files: column index of the tag (default: -1, the last)"),
     "model": ("model.name_or_path", "hub id, local folder or run:<id> (default: the bundled MiniLM)"),
     "max_length": ("model.max_length", "tokens per input window (default by task: 128; NER 256; QA 384)"),
     "seed": ("seed", "random seed (default: 42)"),

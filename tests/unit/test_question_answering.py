@@ -68,6 +68,27 @@ def test_squad_reader_repairs_shifted_starts_and_names_bad_answers(tmp_path):
         read_questions(str(path))
 
 
+def test_squad_v2_unanswerable_questions_are_read_and_flagged(tmp_path, tiny_model):
+    from tunelab.config import load_config
+    from tunelab.tasks import task_for
+
+    data = {"version": "v2.0", "data": [{"title": "T", "paragraphs": [{"context": "Anna lives in Paris.", "qas": [
+        {"id": "a", "question": "Where?", "answers": [{"text": "Paris", "answer_start": 14}], "is_impossible": False},
+        {"id": "b", "question": "Why?", "answers": [], "plausible_answers": [{"text": "Paris", "answer_start": 14}],
+         "is_impossible": True}]}]}]}
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(data))
+    questions = read_questions(str(path))
+    assert [q.answers for q in questions] == [[("Paris", 14)], []]
+    task = task_for(load_config(None, {"task": "question-answering"}).validate())
+    assert task.learn(questions, str(path))[1] == {"version_2": True, "unanswerable_train": 1}
+    from transformers import AutoTokenizer
+
+    encoded = task.encode(AutoTokenizer.from_pretrained(tiny_model), questions, {}, [])
+    assert encoded["start_positions"][1] == encoded["end_positions"][1] == 0  # no answer: [CLS]
+    assert encoded["start_positions"][0] > 0
+
+
 def test_jsonl_reader_takes_both_answer_layouts_and_rejects_duplicates(tmp_path):
     path = tmp_path / "a.jsonl"
     rows = [{"id": "a", "question": "Who?", "context": "Anna sings.", "answers": {"text": ["Anna"], "answer_start": [0]}},

@@ -177,3 +177,20 @@ def test_ner_run_card_and_export_say_what_it_is(ner_run):
     assert "- token-classification" in card and "Finding the entity types" in card and "| validation | f1 |" in card
     with pytest.raises(UserError, match="ONNX export covers single-label classification runs; this is a token-classification run"):
         export(run.id, store)
+
+
+def test_conll_columns_come_from_flags(tmp_path):
+    from tunelab.cli import build_parser
+    from tunelab.config import apply_overrides, load_config
+
+    args = build_parser().parse_args(["train", "--task", "token-classification", "--train", "x", "--token-column", "1",
+                                      "--tag-column", "0"])
+    from tunelab.cli import _config
+
+    config = _config(args)
+    assert (config.ner.token_column, config.ner.tag_column) == (1, 0)
+    path = tmp_path / "swapped.conll"
+    path.write_text("B-PER Anna\nO sings\n")
+    sentence = read_tagged(str(path), token_column=config.ner.token_column, tag_column=config.ner.tag_column)[0]
+    assert sentence.tokens == ["Anna", "sings"] and sentence.tags == ["B-PER", "O"]
+    assert apply_overrides(load_config(), ["ner.tag_column=2"]).ner.tag_column == 2
