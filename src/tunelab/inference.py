@@ -77,7 +77,7 @@ def load_predictor(run_dir: Path, manifest: dict[str, Any], store_root: Path | N
 
         encoder = AutoModel.from_pretrained(run_dir / "model").to(inference_device()).eval()
         return Predictor(manifest, tokenizer, encoder, Head.load(run_dir / "head"))
-    base = _base_model(manifest, store_root)
+    base = base_model_ref(manifest, store_root)
     if strategy == "features":
         return Predictor(manifest, tokenizer, load_encoder(base).to(inference_device()).eval(), Head.load(run_dir / "head"))
     from peft import PeftModel
@@ -89,7 +89,8 @@ def load_predictor(run_dir: Path, manifest: dict[str, Any], store_root: Path | N
     return Predictor(manifest, tokenizer, model.to(inference_device()).eval())
 
 
-def _base_model(manifest: dict[str, Any], store_root: Path | None):
+def base_model_ref(manifest: dict[str, Any], store_root: Path | None) -> Any:
+    """The run's base model, with a warning when its weights changed since the run was trained."""
     base = manifest["base_model"]
     ref = resolve_model(base["given"], base.get("revision"), store_root)
     if ref.is_local and base.get("fingerprint") and fingerprint(ref) != base["fingerprint"]:

@@ -27,7 +27,10 @@ def expand(store: RunStore, references: list[str]) -> list[Run]:
     runs: list[Run] = []
     for reference in references:
         run = store.get(reference)
-        runs.extend(store.get(r) for r in run.manifest["runs"]) if run.kind == "comparison" else runs.append(run)
+        if run.kind == "comparison":
+            runs.extend(store.get(r) for r in run.manifest["runs"])
+        else:
+            runs.append(run)
     if not runs:
         raise UserError("report: no runs given")
     return list({r.id: r for r in runs}.values())

@@ -113,10 +113,10 @@ class Models:
         from peft import PeftModel
         from transformers import AutoTokenizer
 
-        from tunelab.inference import Predictor, _base_model
+        from tunelab.inference import Predictor, base_model_ref
         from tunelab.models import inference_device, load_classifier
 
-        base_ref = _base_model(run.manifest, self.store.root)
+        base_ref = base_model_ref(run.manifest, self.store.root)
         key = (run.manifest["base_model"].get("fingerprint") or base_ref.path, len(run.manifest["labels"]))
         if key not in self._bases:
             model, _ = load_classifier(base_ref, run.manifest["labels"])

@@ -155,7 +155,7 @@ def run_task(run_dir: Path, overrides: dict[str, Any] | None = None) -> Task:
 def load_task_predictor(run_dir: Path, manifest: dict[str, Any], store_root: Path | None = None,
                         overrides: dict[str, Any] | None = None) -> TaskPredictor:
     """Rebuild a run's model: saved weights, base + adapter (merged), base + head, or the base alone (zero-shot)."""
-    from tunelab.inference import _base_model
+    from tunelab.inference import base_model_ref
 
     task = run_task(run_dir, overrides)
     artifact, info, labels = manifest["artifact"], manifest.get("task_info", {}), manifest["labels"]
@@ -167,7 +167,7 @@ def load_task_predictor(run_dir: Path, manifest: dict[str, Any], store_root: Pat
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
-    model, _ = task.load_model(_base_model(manifest, store_root).path, info, labels)
+    model, _ = task.load_model(base_model_ref(manifest, store_root).path, info, labels)
     if artifact == "head":
         from tunelab.strategies.task_fit import load_head
 
