@@ -57,9 +57,10 @@ def train_task(config: RunConfig, store: RunStore, data: TaskData | None = None,
     if config.strategy not in TASK_STRATEGIES:
         raise UserError(f"config strategy: {config.task_kind} trains with {', '.join(TASK_STRATEGIES)}, not {config.strategy}")
     if config.train.learning_rate is None and config.strategy != "features":
-        from tunelab.strategies import DEFAULT_LEARNING_RATE
+        from tunelab.strategies import DEFAULT_LEARNING_RATE, TASK_FULL_LEARNING_RATE
 
-        config.train.learning_rate = DEFAULT_LEARNING_RATE[config.strategy]
+        default = DEFAULT_LEARNING_RATE[config.strategy]
+        config.train.learning_rate = TASK_FULL_LEARNING_RATE.get(config.task_kind, default) if config.strategy == "full" else default
     config.train.precision = resolve_precision(config.train.precision)
     findings = guardrails(config, ref, tokenizer, len(data.train))
     seed_everything(config.seed)

@@ -194,3 +194,13 @@ def test_conll_columns_come_from_flags(tmp_path):
     sentence = read_tagged(str(path), token_column=config.ner.token_column, tag_column=config.ner.tag_column)[0]
     assert sentence.tokens == ["Anna", "sings"] and sentence.tags == ["B-PER", "O"]
     assert apply_overrides(load_config(), ["ner.tag_column=2"]).ner.tag_column == 2
+
+
+def test_full_fine_tuning_starts_from_the_ner_recipes_learning_rate(tiny_model, tmp_path):
+    from tunelab.pipeline import train
+    from tunelab.registry import RunStore
+
+    files = write_conll(tmp_path / "t.conll", 10, 1), write_conll(tmp_path / "d.conll", 4, 2)
+    run = train(tiny_config(tiny_model, *files, "full", tmp_path, task="token-classification",
+                            **{"model.max_length": 16, "ner.stride": 4, "train.max_steps": 1}), RunStore(tmp_path / "runs"))
+    assert run.manifest["strategy_info"]["learning_rate"] == 5e-5  # transformers' run_ner default, not classification's 2e-5
