@@ -187,7 +187,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASKS), required=True)
     parser.add_argument("--epochs", type=float, default=None)
-    parser.add_argument("--strategies", default=None, help="default: features,full,lora (+ cross-encoder for sts)")
+    parser.add_argument("--strategies", default=None,
+                        help="default: features,full,lora (+ cross-encoder for sts); strategy:key=value;key=value for variants")
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--no-reference", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
@@ -206,13 +207,14 @@ def main() -> None:
         files = make_files(folder, args.train_limit)
         store = RunStore(folder / "runs")
         base = {"task": task_name, "quiet": True, "train.num_train_epochs": epochs, **columns, **files}
-        for strategy in strategies:
-            values = dict(base, strategy=strategy)
+        for setup in strategies:  # "full" or "full:train.freeze_embeddings=false;train.learning_rate=1e-4"
+            strategy, _, extra = setup.partition(":")
+            values = dict(base, strategy=strategy, **dict(item.split("=", 1) for item in extra.split(";") if item))
             if strategy == "cross-encoder":
                 values.update(strategy="full", **{"similarity.architecture": "cross-encoder"})
             run = train(load_config(None, values), store)
             m = run.manifest
-            results.append({"setup": f"tunelab {strategy}", "validation": m["metrics"].get("validation"), "test": m["metrics"].get("test"),
+            results.append({"setup": f"tunelab {setup}", "validation": m["metrics"].get("validation"), "test": m["metrics"].get("test"),
                             "train_seconds": m["train_seconds"], "trainable_params": m["trainable_params"],
                             "artifact_mb": round(m["artifact_bytes"] / 2**20, 2), "precision": m["precision"]})
             print(f"done: {results[-1]}", flush=True)
