@@ -18,6 +18,7 @@ from transformers import TrainerCallback
 
 from tunelab import advice, llm_baseline
 from tunelab.config import RunConfig
+from tunelab.errors import UserError
 from tunelab.hardware import describe, resolve_precision
 from tunelab.models import ModelRef, encoder_parameter_count, inference_device, load_encoder
 from tunelab.resources import Measure
@@ -194,6 +195,9 @@ def plan_from_config(config: RunConfig, store: Any) -> dict[str, Any]:
     from tunelab.tasks.classification import load_data
 
     config.validate()
+    if config.task_kind != "classification":  # estimates are calibrated on a classifier's training step
+        raise UserError(f"plan: profiles and estimates cover single-label classification; for {config.task_kind} use"
+                        " `tunelab compare --task ...` to measure the strategies directly")
     ref = resolve_model(config.model.name_or_path, config.model.revision, store.root)
     data = load_data(config.data, config.seed)
     return make_plan(config, ref, load_tokenizer(ref, config.model.tokenizer), data)

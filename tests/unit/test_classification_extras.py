@@ -110,3 +110,11 @@ def test_cli_task_flag_runs_list_and_compare(tiny_model, tmp_path, capsys):
     assert "(similarity) on" in capsys.readouterr().out
     assert main(["train", "--task", "ner", "--train", str(train_file), "--store", store]) == 2
     assert "unknown task 'ner'" in capsys.readouterr().err
+
+
+def test_plan_says_it_covers_classification_only(tmp_path, capsys):
+    from tunelab.cli import main
+
+    train_file = write_regression(tmp_path / "t.csv", 10, 1)
+    assert main(["plan", "--train", str(train_file), "--store", str(tmp_path / "runs"), "classification.problem_type=regression"]) == 2
+    assert "plan: profiles and estimates cover single-label classification; for regression" in capsys.readouterr().err
