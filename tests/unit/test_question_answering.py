@@ -159,3 +159,12 @@ def test_qa_validation_split_keeps_articles_whole(tiny_model, tmp_path):
     data = task.load_data()
     assert data.validation_from_train and {q.title for q in data.train}.isdisjoint({q.title for q in data.validation})
     assert len(data.train) + len(data.validation) == 60
+
+
+def test_a_single_article_is_split_by_paragraph(tmp_path):
+    from tunelab.config import load_config
+    from tunelab.tasks import task_for
+
+    train_file = write_squad(tmp_path / "one.json", 1, 1)  # one article, three paragraphs
+    data = task_for(load_config(None, {"task": "question-answering", "data.train": str(train_file)}).validate()).load_data()
+    assert data.validation and {q.context for q in data.train}.isdisjoint({q.context for q in data.validation})

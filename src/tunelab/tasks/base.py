@@ -61,8 +61,12 @@ class Task:
         raise NotImplementedError
 
     def group_of(self, row: Any) -> str:
-        """Rows of one group never straddle a train/validation split (QA: all questions on one context)."""
+        """Rows of one group never straddle a train/validation split (QA: all questions on one article)."""
         return self.text_of(row)
+
+    def subgroup_of(self, row: Any) -> str:
+        """The finer grouping used when every row falls in one group (QA: one article -> its paragraphs)."""
+        return self.group_of(row)
 
     def load_data(self) -> TaskData:
         """Train, validation (a seeded, grouped hold-out of train when none is given) and test, checked."""
@@ -78,6 +82,8 @@ class Task:
             sources["validation"] = data.validation
         else:
             train, validation = grouped_split(rows, [self.group_of(r) for r in rows], data.validation_size, self.config.seed)
+            if not validation:
+                train, validation = grouped_split(rows, [self.subgroup_of(r) for r in rows], data.validation_size, self.config.seed)
             if not validation:
                 raise UserError(f"{data.train}: {len(rows)} rows are too few to hold out a validation split; pass --validation FILE")
             sources["validation"] = f"{data.train} (held-out {data.validation_size:.0%})"

@@ -133,6 +133,9 @@ class QuestionAnswering(Task):
     def group_of(self, row: Question) -> str:
         return row.title or row.context  # questions on one article stay on one side of the split
 
+    def subgroup_of(self, row: Question) -> str:
+        return row.context  # a single article: its paragraphs are split instead
+
     def load_model(self, path: str, info: dict[str, Any], labels: list[str], new_head: bool = True) -> tuple[Any, set[str]]:
         from transformers import AutoModelForQuestionAnswering
 
