@@ -82,6 +82,10 @@ def test_comparison_shows_the_selected_runs(live, browser, tmp_path):
     for key in ("full", "lora"):
         browser.find_element(By.CSS_SELECTOR, f"input[value='{runs[key].id}']").click()
     browser.find_element(By.ID, "compare-button").click()
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # a click that navigates does not wait for the next page: wait until it has rendered
+    WebDriverWait(browser, 60).until(lambda d: "/compare" in d.current_url and d.find_elements(By.CSS_SELECTOR, "section.run"))
     sections = {s.get_attribute("data-run") for s in browser.find_elements(By.CSS_SELECTOR, "section.run")}
     assert sections == {runs["full"].id, runs["lora"].id}
     assert browser.find_elements(By.CSS_SELECTOR, "figure[data-figure=tradeoff] img")
