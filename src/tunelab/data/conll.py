@@ -6,12 +6,11 @@ CoNLL-2003 itself ships IOB1, where I- starts an entity unless it touches one of
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunelab.data.readers import decode_text
+from tunelab.data.readers import decode_text, jsonl_records
 from tunelab.errors import UserError
 
 DOCSTART = "-DOCSTART-"
@@ -69,14 +68,8 @@ def _read_columns(text: str, source: str, token_column: int, tag_column: int, wi
 
 def _read_jsonl(text: str, source: str, tokens_field: str, tags_field: str, with_tags: bool) -> list[TaggedSentence]:
     sentences = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{source}: line {number}: not valid JSON ({exc.msg})") from None
-        tokens = record.get(tokens_field) if isinstance(record, dict) else None
+    for number, record in jsonl_records(text, source):
+        tokens = record.get(tokens_field)
         if not isinstance(tokens, list) or not tokens or not all(isinstance(t, str) and t.strip() for t in tokens):
             raise UserError(f"{source}: line {number}, field {tokens_field!r}: expected a non-empty list of words (ner.tokens_field)")
         tags = record.get(tags_field) if with_tags else []

@@ -70,7 +70,8 @@ def _read_delimited(text: str, source: str, fmt: str) -> pd.DataFrame:
         raise UserError(f"{source}: malformed {fmt.upper()}: {str(exc).strip().splitlines()[-1]}") from None
 
 
-def _read_jsonl(text: str, source: str, fmt: str) -> pd.DataFrame:
+def jsonl_records(text: str, source: str) -> list[tuple[int, dict]]:
+    """(line number, object) for every non-blank line; a line that is not a JSON object is an error naming it."""
     records = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -81,8 +82,12 @@ def _read_jsonl(text: str, source: str, fmt: str) -> pd.DataFrame:
             raise UserError(f"{source}: line {number}: not valid JSON ({exc.msg})") from None
         if not isinstance(record, dict):
             raise UserError(f"{source}: line {number}: expected a JSON object per line, got {type(record).__name__}")
-        records.append(record)
-    return pd.DataFrame.from_records(records)
+        records.append((number, record))
+    return records
+
+
+def _read_jsonl(text: str, source: str, fmt: str) -> pd.DataFrame:
+    return pd.DataFrame.from_records([record for _, record in jsonl_records(text, source)])
 
 
 def _read_json(text: str, source: str, fmt: str) -> pd.DataFrame:

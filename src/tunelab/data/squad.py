@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunelab.data.readers import decode_text
+from tunelab.data.readers import decode_text, jsonl_records
 from tunelab.errors import UserError
 
 
@@ -75,16 +75,8 @@ def _read_squad(text: str, source: str, with_answers: bool) -> list[Question]:
 
 def _read_jsonl(text: str, source: str, with_answers: bool) -> list[Question]:
     questions = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, record in jsonl_records(text, source):
         where = f"{source}: line {number}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{where}: not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{where}: expected a JSON object with question, context and answers")
         raw = record.get("answers", [] if not with_answers else None)
         if isinstance(raw, dict):  # the datasets layout: {"text": [...], "answer_start": [...]}
             texts, starts = raw.get("text", []), raw.get("answer_start", [])

@@ -113,6 +113,13 @@ class Task:
         """The task's model from a pre-trained (or saved) folder; also the names of freshly initialised weights."""
         raise NotImplementedError
 
+    def pretrained(self, auto_class: Any, path: str, **options: Any) -> tuple[Any, set[str]]:
+        """`auto_class.from_pretrained` with the configured attention kernel; also the freshly initialised weights."""
+        if self.config.model.attn_implementation:
+            options["attn_implementation"] = self.config.model.attn_implementation
+        model, loading = auto_class.from_pretrained(path, output_loading_info=True, **options)
+        return model, set(loading.get("missing_keys", ()))
+
     def trains_nothing(self, strategy: str) -> bool:
         """True where the strategy is a zero-shot baseline for this task (nothing to fit)."""
         return False

@@ -86,10 +86,7 @@ class MultiLabel(Task):
 
         options = {"num_labels": len(labels), "problem_type": "multi_label_classification", "id2label": dict(enumerate(labels)),
                    "label2id": {label: i for i, label in enumerate(labels)}} if new_head else {}
-        if self.config.model.attn_implementation:
-            options["attn_implementation"] = self.config.model.attn_implementation
-        model, loading = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True, **options)
-        return model, set(loading.get("missing_keys", ()))
+        return self.pretrained(AutoModelForSequenceClassification, path, **options)
 
     def _matrix(self, rows: list[Row], labels: list[str]) -> np.ndarray:
         index = {label: i for i, label in enumerate(labels)}

@@ -139,9 +139,7 @@ class QuestionAnswering(Task):
     def load_model(self, path: str, info: dict[str, Any], labels: list[str], new_head: bool = True) -> tuple[Any, set[str]]:
         from transformers import AutoModelForQuestionAnswering
 
-        options = {"attn_implementation": self.config.model.attn_implementation} if self.config.model.attn_implementation else {}
-        model, loading = AutoModelForQuestionAnswering.from_pretrained(path, output_loading_info=True, **options)
-        return model, set(loading.get("missing_keys", ()))
+        return self.pretrained(AutoModelForQuestionAnswering, path)
 
     def encode(self, tokenizer: Any, rows: list[Question], info: dict[str, Any], labels: list[str]) -> Any:
         import datasets

@@ -52,10 +52,7 @@ class Regression(Task):
         from transformers import AutoModelForSequenceClassification
 
         options: dict[str, Any] = {"num_labels": 1, "problem_type": "regression"} if new_head else {}
-        if self.config.model.attn_implementation:
-            options["attn_implementation"] = self.config.model.attn_implementation
-        model, loading = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True, **options)
-        return model, set(loading.get("missing_keys", ()))
+        return self.pretrained(AutoModelForSequenceClassification, path, **options)
 
     def encode(self, tokenizer: Any, rows: list[Row], info: dict[str, Any], labels: list[str]) -> Any:
         targets = None

@@ -149,16 +149,14 @@ class Similarity(Task):
         return strategy == "features" and not self.cross
 
     def load_model(self, path: str, info: dict[str, Any], labels: list[str], new_head: bool = True) -> tuple[Any, set[str]]:
-        options = {"attn_implementation": self.config.model.attn_implementation} if self.config.model.attn_implementation else {}
         if self.cross:
             from transformers import AutoModelForSequenceClassification
 
             head = {"num_labels": 1, "problem_type": "regression"} if new_head else {}
-            model, loading = AutoModelForSequenceClassification.from_pretrained(path, output_loading_info=True, **head, **options)
-            return model, set(loading.get("missing_keys", ()))
+            return self.pretrained(AutoModelForSequenceClassification, path, **head)
         from transformers import AutoModel
 
-        encoder = AutoModel.from_pretrained(path, **options)
+        encoder, _ = self.pretrained(AutoModel, path)
         return _bi_encoder_class()(encoder, self.config.model.pooling, self.config.similarity.scale), set()
 
     def peft_target(self, model: Any) -> Any:

@@ -142,10 +142,7 @@ class TokenClassification(Task):
 
         options = {"num_labels": len(labels), "id2label": dict(enumerate(labels)),
                    "label2id": {t: i for i, t in enumerate(labels)}} if new_head else {}
-        if self.config.model.attn_implementation:
-            options["attn_implementation"] = self.config.model.attn_implementation
-        model, loading = AutoModelForTokenClassification.from_pretrained(path, output_loading_info=True, **options)
-        return model, set(loading.get("missing_keys", ()))
+        return self.pretrained(AutoModelForTokenClassification, path, **options)
 
     def encode(self, tokenizer: Any, rows: list[TaggedSentence], info: dict[str, Any], labels: list[str]) -> Any:
         import datasets
